@@ -1,0 +1,116 @@
+"""`make bench`: time demo generation and ingest at several sizes; write a JSON of timings.
+
+Sizes come from BENCH_SIZES (accounts, comma-separated; default 10000,100000). Each size also
+times a plain-DuckDB reference (typed CSV load of the same files, no checks), so results read
+as ratios that survive a noisy machine. Output: a table on screen and
+out/bench/<timestamp>.json (under RECOUP_HOME, default the current folder).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import duckdb
+
+from flows.lib.contract import ENTITIES, STORAGE_TYPE
+from flows.lib.demo_data import generate_demo_export
+from flows.lib.loader import load_batch
+from flows.lib.warehouse import open_warehouse
+
+AS_OF = dt.date(2026, 11, 23)
+
+
+def peak_rss_mib() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(own, children) / 1024  # Linux reports KiB
+
+
+def plain_duckdb_load(folder: Path, target: Path) -> float:
+    """Reference: DuckDB loading the same CSVs into typed tables, with no contract checks."""
+    started = time.perf_counter()
+    connection = duckdb.connect(str(target))
+    for entity in ENTITIES:
+        columns = ", ".join(f"'{c.name}': '{STORAGE_TYPE[c.kind]}'" for c in entity.columns)
+        connection.execute(
+            f"create table {entity.name} as select * from read_csv("
+            f"'{folder / (entity.name + '.csv')}', header = true, columns = {{{columns}}}, "
+            "ignore_errors = true)"
+        )
+    connection.close()
+    return time.perf_counter() - started
+
+
+def bench_size(accounts: int, work: Path) -> dict[str, object]:
+    folder = work / f"export-{accounts}"
+    started = time.perf_counter()
+    export = generate_demo_export(folder, accounts=accounts, as_of=AS_OF, seed=42)
+    generate_s = time.perf_counter() - started
+
+    connection = open_warehouse(work / f"recoup-{accounts}.duckdb")
+    started = time.perf_counter()
+    outcome = load_batch(connection, folder)
+    ingest_s = time.perf_counter() - started
+    started = time.perf_counter()
+    load_batch(connection, folder)  # the same files again: hashing only
+    reload_s = time.perf_counter() - started
+    connection.close()
+
+    reference_s = plain_duckdb_load(folder, work / f"plain-{accounts}.duckdb")
+    rows = sum(export.rows.values())
+    return {
+        "accounts": accounts,
+        "rows": rows,
+        "generate_s": round(generate_s, 3),
+        "ingest_s": round(ingest_s, 3),
+        "reload_unchanged_s": round(reload_s, 3),
+        "plain_duckdb_load_s": round(reference_s, 3),
+        "ingest_vs_plain_duckdb": round(ingest_s / reference_s, 2),
+        "ingest_rows_per_s": int(rows / ingest_s),
+        "rows_quarantined": outcome.rows_quarantined,
+        "peak_rss_mib_so_far": round(peak_rss_mib(), 1),
+    }
+
+
+def main() -> None:
+    sizes = [int(size) for size in os.environ.get("BENCH_SIZES", "10000,100000").split(",")]
+    home = Path(os.environ.get("RECOUP_HOME", "."))
+    results = []
+    work = Path(tempfile.mkdtemp(prefix="recoup-bench-"))
+    try:
+        for accounts in sizes:
+            print(f"benchmarking {accounts:,} accounts ...", file=sys.stderr, flush=True)
+            results.append(bench_size(accounts, work))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    report = {
+        "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "duckdb": duckdb.__version__,
+        },
+        "peak_rss_mib": round(peak_rss_mib(), 1),
+        "sizes": results,
+    }
+    target = home / "out" / "bench" / f"{dt.datetime.now():%Y%m%dT%H%M%S}.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(report, indent=2), encoding="utf-8")
+    keys = list(results[0])
+    print(" | ".join(keys))
+    for result in results:
+        print(" | ".join(str(result[key]) for key in keys))
+    print(f"peak RSS {report['peak_rss_mib']} MiB; written to {target}")
+
+
+if __name__ == "__main__":
+    main()

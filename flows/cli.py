@@ -1,0 +1,366 @@
+"""`recoup` command line: parse arguments, call a flow, print what happened.
+
+Errors a user can fix (a wrong setting, an unreadable batch, a busy warehouse) print one clear
+message and exit 1; commands not built yet say so and exit 2.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from flows.lib.config import ConfigError, Settings, load_settings
+from flows.lib.export_files import BatchError
+from flows.lib.run_lock import LockBusy, current_holder
+from flows.lib.warehouse import WarehouseBusy
+
+app = typer.Typer(
+    name="recoup",
+    help="recoup: the accounts-receivable collections pipeline.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+error_console = Console(stderr=True)
+NOT_BUILT_EXIT_CODE = 2
+USER_ERRORS = (ConfigError, BatchError, LockBusy, WarehouseBusy, FileNotFoundError)
+
+
+class CommandNotBuilt(RuntimeError):
+    """A command of the spec that this version does not have yet."""
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console-script entry point."""
+    try:
+        app(args=list(argv) if argv is not None else None, standalone_mode=False)
+    except USER_ERRORS as error:
+        error_console.print(f"[bold red]recoup:[/] {error}", highlight=False)
+        sys.exit(1)
+    except CommandNotBuilt as error:
+        error_console.print(f"[bold yellow]recoup:[/] {error}", highlight=False)
+        sys.exit(NOT_BUILT_EXIT_CODE)
+    except typer.Exit as done:
+        sys.exit(done.exit_code)
+    except typer.Abort:
+        error_console.print("recoup: aborted")
+        sys.exit(130)
+    except Exception as error:  # click usage errors carry their own exit code
+        code = getattr(error, "exit_code", None)
+        if code is not None and hasattr(error, "show"):
+            error.show()
+            sys.exit(code)
+        raise
+
+
+_verbosity = {"level": "CRITICAL"}
+
+
+@app.callback()
+def _options(
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show Prefect's flow and task logs.")
+    ] = False,
+) -> None:
+    """recoup: the accounts-receivable collections pipeline."""
+    _verbosity["level"] = "INFO" if verbose else "CRITICAL"
+
+
+def _settings() -> Settings:
+    settings = load_settings()
+    # Prefect reads its own settings from the environment; give it safe, local defaults.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    prefect_home = settings.path("state") / "prefect"
+    prefect_home.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("PREFECT_HOME", str(prefect_home))
+    # The CLI prints its own summary; Prefect's logs (and a failed flow's traceback) with -v.
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", _verbosity["level"])
+    return settings
+
+
+def _parse_date(value: str | None, option: str) -> dt.date | None:
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{value!r} is not a date; use YYYY-MM-DD", param_hint=option
+        ) from None
+
+
+# --- demo --------------------------------------------------------------------------------
+
+
+@app.command()
+def demo(
+    accounts: Annotated[
+        int | None, typer.Option(help="Accounts to generate (default: recoup.yaml demo.accounts).")
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Random seed; the same seed gives the same data.")
+    ] = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option("--as-of", help="Date the data ends on, YYYY-MM-DD (default: today)."),
+    ] = None,
+    file_format: Annotated[str, typer.Option("--format", help="csv or parquet.")] = "csv",
+) -> None:
+    """Generate a demo billing export, then run the daily cycle on it."""
+    settings = _settings()
+    if file_format not in ("csv", "parquet"):
+        raise typer.BadParameter("use csv or parquet", param_hint="--format")
+    count = accounts or settings.demo.accounts
+    if count < 10:
+        raise typer.BadParameter("generate at least 10 accounts", param_hint="--accounts")
+    day = _parse_date(as_of, "--as-of") or settings.today()
+    chosen_seed = settings.demo.seed if seed is None else seed
+    from flows.lib.demo_data import generate_demo_export
+
+    folder = settings.path("inbox") / f"demo-{day.isoformat()}-{count}-seed{chosen_seed}"
+    with console.status(f"Generating {count:,} accounts of billing data into {folder} ..."):
+        export = generate_demo_export(
+            folder,
+            accounts=count,
+            as_of=day,
+            seed=chosen_seed,
+            file_format=file_format,  # type: ignore[arg-type]
+        )
+    per_entity = ", ".join(f"{rows:,} {entity}" for entity, rows in export.rows.items())
+    console.print(f"Generated {sum(export.rows.values()):,} rows ({per_entity}).")
+    _run_daily(settings, day, dry_run=False)
+    console.print()
+    console.print(f"Warehouse: [bold]{settings.warehouse_path}[/]")
+    console.print("Query it with any DuckDB client, or for example:")
+    console.print(
+        '  recoup sql "select segment, currency, count(*) as accounts '
+        'from raw.accounts_latest group by all order by all"',
+        highlight=False,
+    )
+
+
+# --- ingest ------------------------------------------------------------------------------
+
+
+@app.command()
+def ingest(
+    path: Annotated[Path, typer.Argument(help="A batch folder, or a folder of batch folders.")],
+) -> None:
+    """Load a billing export batch into the warehouse; bad rows go to the quarantine."""
+    settings = _settings()
+    from flows.ingest import ingest as ingest_flow
+    from flows.lib.export_files import batch_folders
+    from flows.lib.summaries import batch_rows
+
+    batch_folders(path)  # fail fast, before Prefect starts, on a missing or empty folder
+
+    with console.status(f"Loading {path} ..."):
+        outcomes = ingest_flow(path=path.resolve())
+    _print_table("Files", batch_rows(outcomes))
+    _print_ingest_totals(outcomes)
+    _print_quarantine_hint(settings, sum(outcome.rows_quarantined for outcome in outcomes))
+
+
+# --- run ---------------------------------------------------------------------------------
+
+
+@app.command()
+def run(
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="Run for this date, YYYY-MM-DD (default: today).")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would happen; send nothing.")
+    ] = False,
+    segment: Annotated[str | None, typer.Option(help="Only this segment.")] = None,
+    accounts: Annotated[
+        Path | None, typer.Option(help="Only the account ids listed in this file.")
+    ] = None,
+    only: Annotated[str | None, typer.Option(help="Only this step.")] = None,
+) -> None:
+    """Run the daily cycle: load the inbox, then (as they are built) age, escalate, contact."""
+    settings = _settings()
+    for option, value in (("--segment", segment), ("--accounts", accounts), ("--only", only)):
+        if value is not None:
+            raise CommandNotBuilt(
+                f"{option} is not built yet: the dunning steps it narrows down do not exist in "
+                "this version. Run without it."
+            )
+    _run_daily(settings, _parse_date(as_of, "--as-of") or settings.today(), dry_run=dry_run)
+
+
+def _run_daily(settings: Settings, as_of: dt.date, *, dry_run: bool) -> None:
+    from flows.daily_dunning import daily_dunning
+    from flows.lib.summaries import batch_rows
+
+    with console.status(
+        f"Running the daily cycle for {as_of} (inbox: {settings.path('inbox')}) ..."
+    ):
+        summary = daily_dunning(as_of=as_of, dry_run=dry_run)
+    if summary.batches:
+        _print_table("Files", batch_rows(summary.batches))
+        _print_ingest_totals(summary.batches)
+    else:
+        console.print("No batch waiting in the inbox.")
+    console.print(
+        "[yellow]Not built yet, skipped:[/] " + "; ".join(summary.not_built_yet), highlight=False
+    )
+    _print_quarantine_hint(settings, sum(batch.rows_quarantined for batch in summary.batches))
+
+
+# --- status, quarantine, sql -------------------------------------------------------------
+
+
+@app.command()
+def status() -> None:
+    """Show the warehouse: batches loaded, rows per table, quarantine, a run in progress."""
+    settings = _settings()
+    from flows.lib.summaries import quarantine_counts, warehouse_rows
+    from flows.lib.warehouse import open_warehouse, scalar
+
+    console.print(f"RECOUP_HOME: {settings.home}")
+    holder = current_holder(settings.path("state"))
+    if holder:
+        console.print(
+            f"[yellow]In progress:[/] recoup {holder.get('command')} (pid {holder.get('pid')}, "
+            f"started {holder.get('started_at')}); counts below may be from before it."
+        )
+        return
+    connection = open_warehouse(settings.warehouse_path, read_only=True)
+    try:
+        batches = scalar(connection, "select count(*) from raw.load_batches")
+        last = scalar(connection, "select max(finished_at) from raw.load_batches")
+        console.print(
+            f"Warehouse: {settings.warehouse_path}  ({batches} batches loaded, last {last})"
+        )
+        _print_table("Raw tables", warehouse_rows(connection))
+        counts = quarantine_counts(connection)
+        console.print(
+            "Quarantine: "
+            + (
+                ", ".join(f"{count:,} {state}" for state, count in sorted(counts.items()))
+                or "empty"
+            )
+        )
+    finally:
+        connection.close()
+
+
+@app.command()
+def quarantine(
+    limit: Annotated[int, typer.Option(help="How many rows to show.")] = 20,
+) -> None:
+    """List the quarantined rows still waiting for a fix, with file, line and reason."""
+    settings = _settings()
+    from flows.lib.summaries import quarantine_rows
+    from flows.lib.warehouse import open_warehouse
+
+    connection = open_warehouse(settings.warehouse_path, read_only=True)
+    try:
+        rows = quarantine_rows(connection, limit)
+    finally:
+        connection.close()
+    if not rows:
+        console.print("The quarantine is empty.")
+        return
+    _print_table("Quarantined rows (rejected: fix and resend; held: waits for its parent)", rows)
+
+
+@app.command()
+def sql(query: Annotated[str, typer.Argument(help="A read-only SQL query.")]) -> None:
+    """Run a read-only SQL query on the warehouse and print the result."""
+    settings = _settings()
+    import duckdb
+
+    from flows.lib.warehouse import open_warehouse
+
+    connection = open_warehouse(settings.warehouse_path, read_only=True)
+    try:
+        try:
+            cursor = connection.execute(query)
+        except duckdb.Error as error:
+            raise BatchError(f"the query failed: {error}") from None
+        names = [column[0] for column in cursor.description or []]
+        rows = cursor.fetchmany(200)
+    finally:
+        connection.close()
+    _print_table(None, [dict(zip(names, row, strict=True)) for row in rows])
+
+
+# --- not built yet -----------------------------------------------------------------------
+
+
+@app.command()
+def report() -> None:
+    """Write the run report (not built yet)."""
+    raise CommandNotBuilt("`recoup report` is not built yet.")
+
+
+@app.command()
+def bureau(
+    period: Annotated[str, typer.Option(help="Reporting period, YYYY-MM.")],
+) -> None:
+    """Write the monthly Metro 2 credit-bureau file (not built yet)."""
+    raise CommandNotBuilt(f"`recoup bureau --period {period}` is not built yet.")
+
+
+@app.command()
+def agencies() -> None:
+    """Place and recall accounts with collection agencies (not built yet)."""
+    raise CommandNotBuilt("`recoup agencies` is not built yet.")
+
+
+# --- printing ----------------------------------------------------------------------------
+
+
+def _print_table(title: str | None, rows: list[dict[str, object]]) -> None:
+    if not rows:
+        console.print("(no rows)")
+        return
+    table = Table(title=title, title_justify="left")
+    for name in rows[0]:
+        numeric = all(isinstance(row[name], int | float) for row in rows)
+        table.add_column(str(name), justify="right" if numeric else "left", overflow="fold")
+    for row in rows:
+        table.add_row(*(_cell(value) for value in row.values()))
+    console.print(table)
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def _print_ingest_totals(outcomes: Sequence[object]) -> None:
+    loaded = sum(outcome.rows_loaded for outcome in outcomes)  # type: ignore[attr-defined]
+    quarantined = sum(outcome.rows_quarantined for outcome in outcomes)  # type: ignore[attr-defined]
+    released = sum(outcome.rows_released for outcome in outcomes)  # type: ignore[attr-defined]
+    changed = [outcome for outcome in outcomes if outcome.changed]  # type: ignore[attr-defined]
+    if not changed:
+        console.print("Every file had been loaded before; nothing changed.")
+        return
+    console.print(
+        f"Loaded {loaded:,} rows, quarantined {quarantined:,}"
+        + (f", released {released:,} held rows whose parent arrived" if released else "")
+        + "."
+    )
+
+
+def _print_quarantine_hint(settings: Settings, quarantined: int) -> None:
+    if quarantined:
+        console.print(
+            f"{quarantined:,} rows quarantined: see `recoup quarantine` "
+            "(or the table raw.quarantine) for file, line and reason."
+        )

@@ -1,0 +1,180 @@
+"""SQL for the contract checks that look beyond one row (SPEC §2).
+
+Each function returns a SELECT of `(_row, code, message)` over `_typed` (this entity's candidate
+rows, typed, with their per-row problem codes). Parents are read from the raw tables, which
+already hold this batch's good parent rows: entities load parents first, in one transaction.
+
+- duplicate_key: a key appears more than once in one file; every copy is quarantined, since
+  the file does not say which one is right.
+- orphan_foreign_key: the referenced row is unknown. Such a row is *held*: it stays in the
+  quarantine and loads by itself when a later batch brings the parent.
+- currency_mismatch, invoice_of_other_account, account_of_other_customer,
+  reversal_amount_mismatch, reversal_of_other_account: the row contradicts its parent.
+"""
+
+from __future__ import annotations
+
+from flows.lib.contract import ENTITY_BY_NAME, Entity, ForeignKey
+from flows.lib.warehouse import latest_view
+
+ORPHAN = "orphan_foreign_key"
+CLEAN = "len(_codes) = 0"
+
+
+def _key_text(columns: tuple[str, ...], alias: str = "") -> str:
+    prefix = f"{alias}." if alias else ""
+    if len(columns) == 1:
+        return f"{prefix}{columns[0]}"
+    return (
+        "concat_ws('|', " + ", ".join(f"coalesce({prefix}{c}::VARCHAR, '')" for c in columns) + ")"
+    )
+
+
+def record_key_sql(entity: Entity, alias: str = "") -> str:
+    return _key_text(entity.key, alias)
+
+
+def duplicate_keys(entity: Entity) -> str:
+    keys = ", ".join(entity.key)
+    joined = " and ".join(f"t.{column} is not distinct from d.{column}" for column in entity.key)
+    described = " || ', ' || ".join(
+        f"'{column} ''' || coalesce(t.{column}::VARCHAR, '') || ''''" for column in entity.key
+    )
+    return f"""
+        with duplicated as (
+            select _batch_id, _file_name, {keys},
+                count(*) as copies,
+                string_agg(_line::VARCHAR, ', ' order by _line) as lines
+            from _typed
+            where _quarantine_id is null
+            group by _batch_id, _file_name, {keys}
+            having count(*) > 1
+        )
+        select t._row, 'duplicate_key' as code,
+            {described} || ' appears ' || d.copies || ' times in this file (lines '
+            || d.lines || '); send one row per key' as message
+        from _typed as t
+        inner join duplicated as d
+            on t._batch_id = d._batch_id and t._file_name = d._file_name and {joined}
+        where t._quarantine_id is null
+    """
+
+
+def orphans(entity: Entity, foreign_key: ForeignKey) -> str:
+    column, parent, parent_column = (
+        foreign_key.column,
+        foreign_key.parent,
+        foreign_key.parent_column,
+    )
+    parent_table = f"raw.{parent}"
+    same_batch = ""
+    if parent == entity.name:  # a reversal may reverse a payment of the same file
+        same_batch = (
+            f"and not exists (select 1 from _typed as s "
+            f"where s.{parent_column} = t.{column} and len(s._codes) = 0)"
+        )
+    article = "an" if parent[0] in "aeiou" else "a"
+    return f"""
+        select t._row, '{ORPHAN}' as code,
+            '{column} ''' || left(t.{column}, 40) || ''' is not {article} {parent[:-1]} '
+            || 'loaded so far; the row is held and loads by itself when a later batch '
+            || 'brings that {parent[:-1]}' as message
+        from _typed as t
+        where t.{column} is not null
+            and not exists (
+                select 1 from {parent_table} as p where p.{parent_column} = t.{column}
+            )
+            {same_batch}
+    """
+
+
+def currency_mismatch(entity: Entity) -> str:
+    column = entity.currency_column
+    return f"""
+        select t._row, 'currency_mismatch' as code,
+            '{column} ''' || t.{column} || ''' differs from the currency ''' || a.currency
+            || ''' of account ''' || t.account_id || '''; every amount is in its account''s '
+            || 'currency' as message
+        from _typed as t
+        inner join {latest_view_for("accounts")} as a on a.account_id = t.account_id
+        where t.{column} <> a.currency
+    """
+
+
+def invoice_of_other_account() -> str:
+    return f"""
+        select t._row, 'invoice_of_other_account' as code,
+            'invoice_id ''' || t.invoice_id || ''' belongs to account ''' || i.account_id
+            || ''', not to ''' || t.account_id || '''' as message
+        from _typed as t
+        inner join {latest_view_for("invoices")} as i on i.invoice_id = t.invoice_id
+        where i.account_id <> t.account_id
+    """
+
+
+def account_of_other_customer() -> str:
+    return f"""
+        select t._row, 'account_of_other_customer' as code,
+            'account_id ''' || t.account_id || ''' belongs to customer ''' || a.customer_id
+            || ''', not to ''' || t.customer_id || '''' as message
+        from _typed as t
+        inner join {latest_view_for("accounts")} as a on a.account_id = t.account_id
+        where a.customer_id <> t.customer_id
+    """
+
+
+def reversal_mismatch() -> str:
+    """A reversal undoes exactly one earlier payment: same account, same amount."""
+    return f"""
+        with originals as (
+            select payment_id, account_id, amount from _typed where len(_codes) = 0
+            union all
+            select payment_id, account_id, amount from {latest_view_for("payments")}
+            where payment_id not in (select payment_id from _typed where len(_codes) = 0)
+        )
+        select t._row,
+            case
+                when t.reverses_payment_id = t.payment_id then 'bad_reversal'
+                when o.account_id <> t.account_id then 'reversal_of_other_account'
+                else 'reversal_amount_mismatch'
+            end as code,
+            case
+                when t.reverses_payment_id = t.payment_id
+                    then 'payment ''' || t.payment_id || ''' reverses itself'
+                when o.account_id <> t.account_id
+                    then 'reverses payment ''' || o.payment_id || ''' of account '''
+                        || o.account_id || ''', not of ''' || t.account_id || ''''
+                else 'reversal amount ' || t.amount || ' differs from the ' || o.amount
+                    || ' of payment ''' || o.payment_id || ''' it reverses; a reversal undoes '
+                    || 'the whole payment'
+            end as message
+        from _typed as t
+        inner join originals as o on o.payment_id = t.reverses_payment_id
+        where t.amount is not null
+            and (
+                t.reverses_payment_id = t.payment_id
+                or o.account_id <> t.account_id
+                or o.amount <> t.amount
+            )
+    """
+
+
+def latest_view_for(entity_name: str) -> str:
+    return latest_view(ENTITY_BY_NAME[entity_name])
+
+
+def link_checks(entity: Entity) -> list[str]:
+    """Every cross-row check that applies to `entity`."""
+    checks = [duplicate_keys(entity)]
+    checks += [orphans(entity, foreign_key) for foreign_key in entity.foreign_keys]
+    names = entity.column_names
+    if entity.currency_column:
+        checks.append(currency_mismatch(entity))
+    if "invoice_id" in names and "account_id" in names and entity.name != "invoices":
+        checks.append(invoice_of_other_account())
+    if entity.name == "account_flags":
+        checks.append(account_of_other_customer())
+    if entity.name == "payments":
+        checks.append(reversal_mismatch())
+    return checks
+

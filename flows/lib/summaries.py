@@ -1,0 +1,72 @@
+"""Plain tables describing what a run did, for the CLI, artifacts and the run report."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import duckdb
+
+from flows.lib.contract import ENTITIES
+from flows.lib.loader import BatchOutcome
+from flows.lib.warehouse import scalar
+
+
+def batch_rows(outcomes: Sequence[BatchOutcome]) -> list[dict[str, object]]:
+    """One row per file of every batch: what happened to it."""
+    rows = []
+    for outcome in outcomes:
+        for file in outcome.files:
+            rows.append(
+                {
+                    "batch folder": outcome.folder.name,
+                    "file": file.file_name,
+                    "status": file.status
+                    if file.status == "loaded"
+                    else f"unchanged (batch {file.loaded_in_batch})",
+                    "rows read": file.rows_read,
+                    "loaded": file.rows_loaded,
+                    "quarantined": file.rows_quarantined,
+                }
+            )
+    return rows
+
+
+def warehouse_rows(connection: duckdb.DuckDBPyConnection) -> list[dict[str, object]]:
+    """Row counts of the raw tables: every version, and the latest per key."""
+    rows = []
+    for entity in ENTITIES:
+        rows.append(
+            {
+                "table": f"raw.{entity.name}",
+                "versions": scalar(connection, f"select count(*) from raw.{entity.name}"),
+                "latest": scalar(connection, f"select count(*) from raw.{entity.name}_latest"),
+            }
+        )
+    return rows
+
+
+def quarantine_rows(
+    connection: duckdb.DuckDBPyConnection, limit: int = 20
+) -> list[dict[str, object]]:
+    """Quarantined rows still waiting for a fix, newest first."""
+    result = connection.execute(
+        """
+        select batch_id, file_name, line_number, status, reasons
+        from raw.quarantine
+        where status in ('rejected', 'held')
+        order by batch_id desc, file_name, line_number
+        limit ?
+        """,
+        [limit],
+    ).fetchall()
+    return [
+        {"batch": batch, "file": file, "line": line, "status": status, "reason": reasons}
+        for batch, file, line, status, reasons in result
+    ]
+
+
+def quarantine_counts(connection: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    result = connection.execute(
+        "select status, count(*) from raw.quarantine group by status"
+    ).fetchall()
+    return {status: count for status, count in result}

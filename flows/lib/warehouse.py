@@ -1,0 +1,142 @@
+"""The DuckDB warehouse file: opening it and the raw schema that ingest writes.
+
+Raw tables keep every version of every row (history); `raw.<entity>_latest` views expose the
+newest version of each key (latest batch wins, then the later line of that batch).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+from flows.lib.contract import ENTITIES, STORAGE_TYPE, Entity
+
+RAW_SCHEMA = "raw"
+LOAD_METADATA_COLUMNS = (
+    ("_batch_id", "INTEGER NOT NULL"),
+    ("_file_name", "VARCHAR NOT NULL"),
+    ("_line_number", "BIGINT NOT NULL"),
+    ("_released_in_batch", "INTEGER"),
+    ("_loaded_at", "TIMESTAMPTZ NOT NULL"),
+)
+
+
+class WarehouseBusy(RuntimeError):
+    """Another process holds the warehouse file open for writing."""
+
+
+def open_warehouse(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open (creating if needed) the warehouse file and make sure the raw schema exists."""
+    if read_only and not path.exists():
+        raise FileNotFoundError(f"{path}: no warehouse yet; run `recoup ingest` or `recoup demo`.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        connection = duckdb.connect(str(path), read_only=read_only)
+    except duckdb.IOException as error:
+        if "lock" in str(error).lower():
+            raise WarehouseBusy(
+                f"{path} is open in another program ({error}). Close the other connection "
+                "(a SQL client in write mode, another recoup) and run again."
+            ) from None
+        raise
+    if not read_only:
+        ensure_raw_schema(connection)
+    return connection
+
+
+def ensure_raw_schema(connection: duckdb.DuckDBPyConnection) -> None:
+    connection.execute(f"create schema if not exists {RAW_SCHEMA}")
+    for entity in ENTITIES:
+        connection.execute(_entity_table_ddl(entity))
+        connection.execute(_latest_view_ddl(entity))
+    connection.execute(
+        f"""
+        create table if not exists {RAW_SCHEMA}.load_batches (
+            batch_id INTEGER PRIMARY KEY,
+            source_folder VARCHAR NOT NULL,
+            started_at TIMESTAMPTZ NOT NULL,
+            finished_at TIMESTAMPTZ,
+            files_loaded INTEGER,
+            rows_loaded BIGINT,
+            rows_quarantined BIGINT,
+            rows_released BIGINT
+        )
+        """
+    )
+    connection.execute(
+        f"""
+        create table if not exists {RAW_SCHEMA}.load_files (
+            batch_id INTEGER NOT NULL,
+            entity VARCHAR NOT NULL,
+            file_name VARCHAR NOT NULL,
+            file_format VARCHAR NOT NULL,
+            content_hash VARCHAR NOT NULL,
+            size_bytes BIGINT NOT NULL,
+            rows_read BIGINT NOT NULL,
+            rows_loaded BIGINT NOT NULL,
+            rows_quarantined BIGINT NOT NULL,
+            loaded_at TIMESTAMPTZ NOT NULL,
+            PRIMARY KEY (entity, content_hash)
+        )
+        """
+    )
+    connection.execute(
+        f"""
+        create table if not exists {RAW_SCHEMA}.quarantine (
+            quarantine_id BIGINT PRIMARY KEY,
+            batch_id INTEGER NOT NULL,
+            entity VARCHAR NOT NULL,
+            file_name VARCHAR NOT NULL,
+            line_number BIGINT NOT NULL,
+            record_key VARCHAR,
+            status VARCHAR NOT NULL,
+            reason_codes VARCHAR[] NOT NULL,
+            reasons VARCHAR NOT NULL,
+            row_json JSON,
+            quarantined_at TIMESTAMPTZ NOT NULL,
+            resolved_batch_id INTEGER
+        )
+        """
+    )
+    connection.execute(
+        f"comment on table {RAW_SCHEMA}.quarantine is 'Rows that broke the billing export "
+        "contract. status: rejected (fix and resend), held (waits for a parent row that a later "
+        "batch may bring; loads by itself then), released (loaded in resolved_batch_id).'"
+    )
+
+
+def raw_table(entity: Entity) -> str:
+    return f"{RAW_SCHEMA}.{entity.name}"
+
+
+def latest_view(entity: Entity) -> str:
+    return f"{RAW_SCHEMA}.{entity.name}_latest"
+
+
+def _entity_table_ddl(entity: Entity) -> str:
+    columns = [f"{column.name} {STORAGE_TYPE[column.kind]}" for column in entity.columns]
+    columns += [f"{name} {sql_type}" for name, sql_type in LOAD_METADATA_COLUMNS]
+    return f"create table if not exists {raw_table(entity)} ({', '.join(columns)})"
+
+
+def _latest_view_ddl(entity: Entity) -> str:
+    return f"""
+        create or replace view {latest_view(entity)} as
+        select *
+        from {raw_table(entity)}
+        qualify row_number() over (
+            partition by {", ".join(entity.key)}
+            order by _batch_id desc, _line_number desc
+        ) = 1
+    """
+
+
+def scalar(connection: duckdb.DuckDBPyConnection, sql: str, parameters: list | None = None):
+    """The single value of a one-row query (or the row count of a write), fully fetched.
+
+    DuckDB 2 refuses new work on a connection while a result is half-read, so never leave a
+    `fetchone()` hanging: use this.
+    """
+    rows = connection.execute(sql, parameters or []).fetchall()
+    return rows[0][0] if rows else None

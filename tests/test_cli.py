@@ -1,0 +1,106 @@
+"""The `recoup` command as a user runs it: output, files and exit codes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.builders import base_batch, csv_text, row
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+RECOUP = Path(sys.executable).parent / "recoup"
+
+
+def recoup(home: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("RECOUP_", "PREFECT_"))}
+    environment.update(
+        RECOUP_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false", COLUMNS="200", **env
+    )
+    return subprocess.run(
+        [str(RECOUP), *args], cwd=home, env=environment, capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.fixture(scope="module")
+def demo_home(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    home = tmp_path_factory.mktemp("home")
+    return home, recoup(home, "demo", "--accounts", "300", "--as-of", "2026-11-23")
+
+
+def test_demo_generates_loads_and_says_where_the_warehouse_is(demo_home) -> None:
+    home, result = demo_home
+    assert result.returncode == 0, result.stderr
+    assert (home / "warehouse" / "recoup.duckdb").is_file()
+    assert (home / "inbox" / "demo-2026-11-23-300-seed42" / "invoices.csv").is_file()
+    assert "Generated" in result.stdout
+    assert "quarantined 5" in result.stdout
+    assert f"Warehouse: {home / 'warehouse' / 'recoup.duckdb'}" in result.stdout
+    assert "Not built yet, skipped" in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_demo_twice_changes_nothing(demo_home) -> None:
+    home, _ = demo_home
+    again = recoup(home, "demo", "--accounts", "300", "--as-of", "2026-11-23")
+    assert again.returncode == 0, again.stderr
+    assert "Every file had been loaded before; nothing changed." in again.stdout
+
+
+def test_status_quarantine_and_sql_read_the_warehouse(demo_home) -> None:
+    home, _ = demo_home
+    status = recoup(home, "status")
+    assert status.returncode == 0, status.stderr
+    assert "raw.invoices" in status.stdout and "Quarantine: 1 held, 4 rejected" in status.stdout
+    listed = recoup(home, "quarantine")
+    assert "issue_date '2026-13-45' is not a real date" in listed.stdout
+    query = recoup(home, "sql", "select count(*) as accounts from raw.accounts_latest")
+    assert query.returncode == 0 and "300" in query.stdout
+    bad = recoup(home, "sql", "select * from nowhere")
+    assert bad.returncode == 1 and "the query failed" in bad.stderr
+
+
+def test_ingest_reports_a_wrong_header_without_a_traceback(tmp_path: Path) -> None:
+    folder = base_batch(
+        tmp_path / "batch",
+        invoices=csv_text("invoices", [row("invoices")]).replace("amount", "amt"),
+    )
+    result = recoup(tmp_path, "ingest", str(folder))
+    assert result.returncode == 1
+    assert (
+        "invoices.csv: wrong header: missing required column(s) amount; unknown column(s) amt"
+        in result.stderr
+    )
+    assert "Traceback" not in result.stderr
+
+
+def test_ingest_of_a_missing_folder_fails_fast(tmp_path: Path) -> None:
+    result = recoup(tmp_path, "ingest", str(tmp_path / "nowhere"))
+    assert result.returncode == 1
+    assert "no such folder" in result.stderr
+
+
+def test_a_wrong_setting_stops_every_command(tmp_path: Path) -> None:
+    result = recoup(tmp_path, "status", RECOUP_INGEST__LOCK_WAIT="5")
+    assert result.returncode == 1
+    assert "RECOUP_INGEST__LOCK_WAIT: 'ingest' has no key 'lock_wait'" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        pytest.param(["bureau", "--period", "2026-10"], id="bureau"),
+        pytest.param(["agencies"], id="agencies"),
+        pytest.param(["report"], id="report"),
+        pytest.param(["run", "--segment", "smb"], id="run --segment"),
+    ],
+)
+def test_commands_not_built_yet_say_so(tmp_path: Path, args: list[str]) -> None:
+    result = recoup(tmp_path, *args)
+    assert result.returncode == 2
+    assert "not built yet" in result.stderr

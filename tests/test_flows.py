@@ -1,0 +1,53 @@
+"""The Prefect flows, on Prefect's test API: ingest and the daily run over the inbox."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from flows.lib.warehouse import open_warehouse, scalar
+from tests.builders import base_batch, row
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def test_the_ingest_flow_loads_a_batch(prefect_api, recoup_home: Path, tmp_path: Path) -> None:
+    from flows.ingest import ingest
+
+    folder = base_batch(
+        tmp_path / "batch",
+        invoices=[row("invoices"), row("invoices", invoice_id="I2", amount="1e3")],
+    )
+    [outcome] = ingest(path=folder)
+    assert (outcome.batch_id, outcome.rows_loaded, outcome.rows_quarantined) == (1, 3, 1)
+    connection = open_warehouse(recoup_home / "warehouse" / "recoup.duckdb", read_only=True)
+    assert scalar(connection, "select count(*) from raw.invoices_latest") == 1
+    connection.close()
+
+
+def test_the_daily_run_loads_the_inbox_once_and_names_the_steps_not_built(
+    prefect_api, recoup_home: Path
+) -> None:
+    from flows.daily_dunning import daily_dunning
+
+    base_batch(recoup_home / "inbox" / "2026-11-20", invoices=[row("invoices")])
+    base_batch(recoup_home / "inbox" / "2026-11-21", invoices=[row("invoices", amount="99.00")])
+    first = daily_dunning(as_of=dt.date(2026, 11, 21))
+    assert [batch.batch_id for batch in first.batches] == [1, 2]  # oldest folder first
+    again = daily_dunning(as_of=dt.date(2026, 11, 21))
+    assert [batch.changed for batch in again.batches] == [False, False]
+    assert "plan and send actions" in again.not_built_yet
+    connection = open_warehouse(recoup_home / "warehouse" / "recoup.duckdb", read_only=True)
+    assert connection.execute("select amount::VARCHAR from raw.invoices_latest").fetchall() == [
+        ("99.00",)
+    ]
+    connection.close()
+
+
+def test_the_daily_run_with_an_empty_inbox_does_nothing(prefect_api, recoup_home: Path) -> None:
+    from flows.daily_dunning import daily_dunning
+
+    summary = daily_dunning(as_of=dt.date(2026, 11, 21), dry_run=True)
+    assert summary.batches == []
