@@ -19,6 +19,7 @@ from rich.table import Table
 
 from flows.lib.config import ConfigError, Settings, load_settings
 from flows.lib.export_files import BatchError
+from flows.lib.loader import BatchOutcome
 from flows.lib.run_lock import LockBusy, current_holder
 from flows.lib.warehouse import WarehouseBusy
 
@@ -140,12 +141,15 @@ def demo(
     _run_daily(settings, day, dry_run=False)
     console.print()
     console.print(f"Warehouse: [bold]{settings.warehouse_path}[/]")
-    console.print("Query it with any DuckDB client, or for example:")
+    command = _command_name()
+    console.print("Query it with any DuckDB client, or with recoup itself, for example:")
     console.print(
-        '  recoup sql "select segment, currency, count(*) as accounts '
+        f'  {command} sql "select segment, currency, count(*) as accounts '
         'from raw.accounts_latest group by all order by all"',
         highlight=False,
+        soft_wrap=True,
     )
+    console.print(f"  {command} quarantine", highlight=False, soft_wrap=True)
 
 
 # --- ingest ------------------------------------------------------------------------------
@@ -159,14 +163,12 @@ def ingest(
     settings = _settings()
     from flows.ingest import ingest as ingest_flow
     from flows.lib.export_files import batch_folders
-    from flows.lib.summaries import batch_rows
 
     batch_folders(path)  # fail fast, before Prefect starts, on a missing or empty folder
 
     with console.status(f"Loading {path} ..."):
         outcomes = ingest_flow(path=path.resolve())
-    _print_table("Files", batch_rows(outcomes))
-    _print_ingest_totals(outcomes)
+    _print_batches(outcomes)
     _print_quarantine_hint(settings, sum(outcome.rows_quarantined for outcome in outcomes))
 
 
@@ -200,15 +202,13 @@ def run(
 
 def _run_daily(settings: Settings, as_of: dt.date, *, dry_run: bool) -> None:
     from flows.daily_dunning import daily_dunning
-    from flows.lib.summaries import batch_rows
 
     with console.status(
         f"Running the daily cycle for {as_of} (inbox: {settings.path('inbox')}) ..."
     ):
         summary = daily_dunning(as_of=as_of, dry_run=dry_run)
     if summary.batches:
-        _print_table("Files", batch_rows(summary.batches))
-        _print_ingest_totals(summary.batches)
+        _print_batches(summary.batches)
     else:
         console.print("No batch waiting in the inbox.")
     console.print(
@@ -322,6 +322,20 @@ def agencies() -> None:
 # --- printing ----------------------------------------------------------------------------
 
 
+def _command_name() -> str:
+    """How the user can call recoup again: the path when it is not on PATH (make demo)."""
+    import shutil
+
+    invoked = Path(sys.argv[0])
+    on_path = shutil.which("recoup")
+    if on_path and Path(on_path).resolve() == invoked.resolve():
+        return "recoup"
+    try:
+        return str(invoked.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(invoked)
+
+
 def _print_table(title: str | None, rows: list[dict[str, object]]) -> None:
     if not rows:
         console.print("(no rows)")
@@ -343,11 +357,19 @@ def _cell(value: object) -> str:
     return str(value)
 
 
-def _print_ingest_totals(outcomes: Sequence[object]) -> None:
-    loaded = sum(outcome.rows_loaded for outcome in outcomes)  # type: ignore[attr-defined]
-    quarantined = sum(outcome.rows_quarantined for outcome in outcomes)  # type: ignore[attr-defined]
-    released = sum(outcome.rows_released for outcome in outcomes)  # type: ignore[attr-defined]
-    changed = [outcome for outcome in outcomes if outcome.changed]  # type: ignore[attr-defined]
+def _print_batches(outcomes: Sequence[BatchOutcome]) -> None:
+    from flows.lib.summaries import batch_rows, batch_title
+
+    for outcome in outcomes:
+        _print_table(batch_title(outcome), batch_rows(outcome))
+    _print_ingest_totals(outcomes)
+
+
+def _print_ingest_totals(outcomes: Sequence[BatchOutcome]) -> None:
+    loaded = sum(outcome.rows_loaded for outcome in outcomes)
+    quarantined = sum(outcome.rows_quarantined for outcome in outcomes)
+    released = sum(outcome.rows_released for outcome in outcomes)
+    changed = [outcome for outcome in outcomes if outcome.changed]
     if not changed:
         console.print("Every file had been loaded before; nothing changed.")
         return

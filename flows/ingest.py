@@ -11,7 +11,7 @@ from flows.lib.config import load_settings
 from flows.lib.export_files import batch_folders
 from flows.lib.loader import BatchOutcome
 from flows.lib.run_lock import run_lock
-from flows.lib.summaries import batch_rows
+from flows.lib.summaries import all_batch_rows
 from flows.lib.warehouse import open_warehouse
 from flows.tasks.load import load_batches
 
@@ -29,7 +29,7 @@ def ingest(path: Path) -> list[BatchOutcome]:
             connection.close()
     create_table_artifact(
         key="ingest-summary",
-        table=batch_rows(outcomes),
+        table=all_batch_rows(outcomes),
         description=f"Files loaded from {path}: rows loaded and quarantined per file.",
     )
     return outcomes

@@ -188,4 +188,3 @@ def _plain_reject_message(message: str, raw_line: str, width: int) -> str:
     if "quote" in message.lower():
         return f"has a quote character in the wrong place ({message})"
     return message
-

@@ -177,4 +177,3 @@ def link_checks(entity: Entity) -> list[str]:
     if entity.name == "payments":
         checks.append(reversal_mismatch())
     return checks
-

@@ -11,24 +11,35 @@ from flows.lib.loader import BatchOutcome
 from flows.lib.warehouse import scalar
 
 
-def batch_rows(outcomes: Sequence[BatchOutcome]) -> list[dict[str, object]]:
-    """One row per file of every batch: what happened to it."""
-    rows = []
-    for outcome in outcomes:
-        for file in outcome.files:
-            rows.append(
-                {
-                    "batch folder": outcome.folder.name,
-                    "file": file.file_name,
-                    "status": file.status
-                    if file.status == "loaded"
-                    else f"unchanged (batch {file.loaded_in_batch})",
-                    "rows read": file.rows_read,
-                    "loaded": file.rows_loaded,
-                    "quarantined": file.rows_quarantined,
-                }
-            )
-    return rows
+def batch_title(outcome: BatchOutcome) -> str:
+    if outcome.changed:
+        return f"{outcome.folder.name}: loaded as batch {outcome.batch_id}"
+    return f"{outcome.folder.name}: every file was loaded before"
+
+
+def batch_rows(outcome: BatchOutcome) -> list[dict[str, object]]:
+    """One row per file of a batch: what happened to it."""
+    return [
+        {
+            "file": file.file_name,
+            "status": file.status
+            if file.status == "loaded"
+            else f"unchanged (batch {file.loaded_in_batch})",
+            "rows read": file.rows_read,
+            "loaded": file.rows_loaded,
+            "quarantined": file.rows_quarantined,
+        }
+        for file in outcome.files
+    ]
+
+
+def all_batch_rows(outcomes: Sequence[BatchOutcome]) -> list[dict[str, object]]:
+    """Every file of every batch, with its batch folder (for artifacts)."""
+    return [
+        {"batch folder": outcome.folder.name, **file_row}
+        for outcome in outcomes
+        for file_row in batch_rows(outcome)
+    ]
 
 
 def warehouse_rows(connection: duckdb.DuckDBPyConnection) -> list[dict[str, object]]:
