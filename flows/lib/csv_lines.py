@@ -32,6 +32,12 @@ class RecordLines:
 
     first_line: np.ndarray
     blank: np.ndarray
+    # Every quote sits where RFC 4180 allows one (opening a field, closing it before a
+    # delimiter or line break, or doubled inside it). When not, the parity rule above cannot
+    # be trusted and the caller must read the file another way.
+    quotes_well_placed: bool = True
+    # The line where a quoted field opens and never closes, if any: the file cannot be parsed.
+    unterminated_quote_line: int | None = None
 
     @property
     def data_record_lines(self) -> np.ndarray:
@@ -74,6 +80,33 @@ def _index(data: np.ndarray) -> RecordLines:
     has_byte = starts < size
     starts_with_cr[has_byte] = data[starts[has_byte]] == CARRIAGE_RETURN
     blank = (length == 0) | ((length == 1) & starts_with_cr)
-    if starts.size and size >= 3 and bytes(data[:3]) == UTF8_BOM:
+    bom = size >= 3 and bytes(data[:3]) == UTF8_BOM
+    if starts.size and bom:
         blank[0] = length[0] == 3
-    return RecordLines(first_line.astype(np.int64), blank)
+    unterminated = None
+    if quotes.size % 2 == 1:  # the last quoted field never closes
+        opening = quotes[-1] if quotes.size == 1 else quotes[quotes.size - 1]
+        unterminated = int(np.searchsorted(newlines, opening) + 1)
+    return RecordLines(
+        first_line.astype(np.int64),
+        blank,
+        quotes_well_placed=_quotes_well_placed(data, quotes, 3 if bom else 0),
+        unterminated_quote_line=unterminated,
+    )
+
+
+def _quotes_well_placed(data: np.ndarray, quotes: np.ndarray, first_byte: int) -> bool:
+    """Opening quotes (even position in the sequence) follow a delimiter, a line break, the
+    start of the file or the other half of a doubled quote; closing quotes (odd position)
+    precede a delimiter, a line break, the end of the file or a doubled quote."""
+    if quotes.size == 0:
+        return True
+    opening, closing = quotes[0::2], quotes[1::2]
+    before = np.where(opening > first_byte, data[np.maximum(opening - 1, 0)], ord(","))
+    opening_ok = np.isin(before, [ord(","), NEWLINE, QUOTE]) | (opening == first_byte)
+    after_index = closing + 1
+    inside = after_index < data.size
+    after = np.full(closing.size, ord(","), dtype=np.uint8)
+    after[inside] = data[after_index[inside]]
+    closing_ok = np.isin(after, [ord(","), NEWLINE, CARRIAGE_RETURN, QUOTE])
+    return bool(opening_ok.all() and closing_ok.all())

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,7 +60,8 @@ def batch_folders(path: Path) -> list[Path]:
     if _export_candidates(path):
         return [path]
     subfolders = sorted(
-        child for child in path.iterdir() if child.is_dir() and _export_candidates(child)
+        (child for child in path.iterdir() if child.is_dir() and _export_candidates(child)),
+        key=_natural_order,
     )
     if not subfolders:
         expected = ", ".join(f"{entity.name}.csv" for entity in ENTITIES)
@@ -146,6 +148,11 @@ def _csv_header(path: Path, size: int) -> tuple[str, ...]:
         probe = handle.read(HEADER_PROBE_BYTES)
     if b"\x00" in probe:
         raise BatchError(f"{path.name} holds binary data, not CSV text; export it as UTF-8 CSV.")
+    if b"\r" in probe and b"\n" not in probe:
+        raise BatchError(
+            f"{path.name} ends its lines with a bare carriage return (old Mac style); save it "
+            "with LF or CRLF line endings."
+        )
     first_line = probe.split(b"\n", 1)[0]
     try:
         text = first_line.decode("utf-8-sig")
@@ -170,6 +177,11 @@ def _parquet_columns(path: Path) -> tuple[str, ...]:
 
 
 def _check_columns(entity: Entity, file_name: str, columns: Sequence[str]) -> None:
+    if "" in columns:
+        raise BatchError(
+            f"{file_name}: the header has an empty column name (a trailing comma?); name every "
+            "column or remove the extra delimiter."
+        )
     duplicated = sorted({name for name in columns if columns.count(name) > 1})
     if duplicated:
         raise BatchError(f"{file_name}: the header repeats {', '.join(duplicated)}.")
@@ -190,6 +202,15 @@ def _check_columns(entity: Entity, file_name: str, columns: Sequence[str]) -> No
 def _sha256(path: Path) -> str:
     with path.open("rb") as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def _natural_order(folder: Path) -> list[tuple[int, int | str]]:
+    """batch-9 before batch-10; 2026-11-09 before 2026-11-10."""
+    return [
+        (0, int(part)) if part.isdigit() else (1, part)
+        for part in re.split(r"(\d+)", folder.name)
+        if part
+    ]
 
 
 def _export_candidates(folder: Path) -> list[Path]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 from dataclasses import dataclass
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -98,12 +99,21 @@ def _read_csv(connection: duckdb.DuckDBPyConnection, export: ExportFile) -> Read
         """
     ).fetchall()
     index = record_lines(export.path)
+    if index.unterminated_quote_line is not None:
+        connection.execute("drop table _read_scan")
+        raise BatchError(
+            f"{export.name}: line {index.unterminated_quote_line} opens a quoted field that "
+            "never closes, so the rest of the file cannot be read. Close the quote (or remove "
+            "it) and send the file again. Nothing from this batch was loaded."
+        )
     record_numbers = np.flatnonzero(~index.blank) + 1
     record_numbers = record_numbers[record_numbers != 1]  # the header
     rejected_numbers = np.array([line for line, _, _ in rejected], dtype=np.int64)
     kept = record_numbers[~np.isin(record_numbers, rejected_numbers)]
-    consistent = kept.size == rows and bool(
-        np.isin(rejected_numbers, record_numbers).all() if rejected_numbers.size else True
+    consistent = (
+        index.quotes_well_placed
+        and kept.size == rows
+        and bool(np.isin(rejected_numbers, record_numbers).all() if rejected_numbers.size else True)
     )
     if not consistent:
         connection.execute("drop table _read_scan")
@@ -134,34 +144,47 @@ def _read_csv(connection: duckdb.DuckDBPyConnection, export: ExportFile) -> Read
 
 def _read_csv_exactly(connection: duckdb.DuckDBPyConnection, export: ExportFile) -> ReadResult:
     """Python's csv module: exact line numbers for files the fast path cannot index."""
+    with export.path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as handle:
+        try:
+            return _read_rows_exactly(connection, export, csv.reader(handle, strict=False))
+        except csv.Error as error:
+            raise BatchError(
+                f"{export.name}: cannot be read as CSV ({error}). Save it with LF or CRLF line "
+                "endings and balanced quotes. Nothing from this batch was loaded."
+            ) from None
+
+
+def _read_rows_exactly(
+    connection: duckdb.DuckDBPyConnection,
+    export: ExportFile,
+    reader: Any,  # a csv.reader
+) -> ReadResult:
     width = len(export.columns)
     values: list[list[str | None]] = [[] for _ in range(width)]
     lines: list[int] = []
     unreadable: list[Unreadable] = []
-    with export.path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as handle:
-        reader = csv.reader(handle, strict=False)
-        next(reader, None)  # header, checked before
-        line = reader.line_num + 1
-        for record in reader:
-            raw = ",".join(record)
-            if not record:
-                line = reader.line_num + 1
-                continue
-            if len(record) != width:
-                unreadable.append(
-                    Unreadable(
-                        line,
-                        f"has {len(record)} fields; the header has {width}",
-                        raw[:RAW_LINE_CHARS],
-                    )
-                )
-            elif any(_has_undecodable(value) for value in record):
-                unreadable.append(Unreadable(line, "holds bytes that are not UTF-8 text", ""))
-            else:
-                lines.append(line)
-                for position, value in enumerate(record):
-                    values[position].append(value)
+    next(reader, None)  # header, checked before
+    line = reader.line_num + 1
+    for record in reader:
+        raw = ",".join(record)
+        if not record:
             line = reader.line_num + 1
+            continue
+        if len(record) != width:
+            unreadable.append(
+                Unreadable(
+                    line,
+                    f"has {len(record)} fields; the header has {width}",
+                    raw[:RAW_LINE_CHARS],
+                )
+            )
+        elif any(_has_undecodable(value) for value in record):
+            unreadable.append(Unreadable(line, "holds bytes that are not UTF-8 text", ""))
+        else:
+            lines.append(line)
+            for position, value in enumerate(record):
+                values[position].append(value)
+        line = reader.line_num + 1
     table = pa.table(
         {"_line": pa.array(lines, pa.int64())}
         | {name: pa.array(values[i], pa.string()) for i, name in enumerate(export.columns)}

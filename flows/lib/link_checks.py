@@ -70,7 +70,7 @@ def orphans(entity: Entity, foreign_key: ForeignKey) -> str:
     same_batch = ""
     if parent == entity.name:  # a reversal may reverse a payment of the same file
         same_batch = (
-            f"and not exists (select 1 from _typed as s "
+            f"and not exists (select 1 from _first_pass as s "
             f"where s.{parent_column} = t.{column} and len(s._codes) = 0)"
         )
     article = "an" if parent[0] in "aeiou" else "a"
@@ -127,10 +127,10 @@ def reversal_mismatch() -> str:
     """A reversal undoes exactly one earlier payment: same account, same amount."""
     return f"""
         with originals as (
-            select payment_id, account_id, amount from _typed where len(_codes) = 0
+            select payment_id, account_id, amount from _first_pass where len(_codes) = 0
             union all
             select payment_id, account_id, amount from {latest_view_for("payments")}
-            where payment_id not in (select payment_id from _typed where len(_codes) = 0)
+            where payment_id not in (select payment_id from _first_pass where len(_codes) = 0)
         )
         select t._row,
             case
@@ -163,17 +163,58 @@ def latest_view_for(entity_name: str) -> str:
     return latest_view(ENTITY_BY_NAME[entity_name])
 
 
-def link_checks(entity: Entity) -> list[str]:
-    """Every cross-row check that applies to `entity`."""
-    checks = [duplicate_keys(entity)]
-    checks += [orphans(entity, foreign_key) for foreign_key in entity.foreign_keys]
+def duplicate_reversals() -> str:
+    """A payment is reversed once: a second reversal of it (in this batch, or of a payment
+    reversed in an earlier batch) is quarantined; the earliest one stands."""
+    return f"""
+        with reversals as (
+            select _row, _batch_id, _line, payment_id, reverses_payment_id
+            from _typed
+            where reverses_payment_id is not null
+        ),
+        loaded as (
+            select payment_id, reverses_payment_id from {latest_view_for("payments")}
+            where
+                reverses_payment_id is not null
+                and payment_id not in (select payment_id from _typed)
+        ),
+        earlier as (
+            select r._row, min(coalesce(l.payment_id, o.payment_id)) as first_reversal
+            from reversals as r
+            left join loaded as l on l.reverses_payment_id = r.reverses_payment_id
+            left join reversals as o
+                on
+                    o.reverses_payment_id = r.reverses_payment_id
+                    and (o._batch_id < r._batch_id
+                        or (o._batch_id = r._batch_id and o._line < r._line))
+            where l.payment_id is not null or o.payment_id is not null
+            group by r._row
+        )
+        select r._row, 'duplicate_reversal' as code,
+            'payment ''' || r.reverses_payment_id || ''' is already reversed by payment '''
+            || e.first_reversal || '''; a payment can be reversed only once' as message
+        from reversals as r
+        inner join earlier as e on r._row = e._row
+    """
+
+
+def link_checks(entity: Entity) -> tuple[list[str], list[str]]:
+    """The cross-row checks of `entity`, in two passes. The second pass checks rows against
+    parents of the same entity (a reversal against its payment), which count only when they
+    passed every check of the first pass."""
+    first = [duplicate_keys(entity)]
+    second = []
+    for foreign_key in entity.foreign_keys:
+        target = second if foreign_key.parent == entity.name else first
+        target.append(orphans(entity, foreign_key))
     names = entity.column_names
     if entity.currency_column:
-        checks.append(currency_mismatch(entity))
+        first.append(currency_mismatch(entity))
     if "invoice_id" in names and "account_id" in names and entity.name != "invoices":
-        checks.append(invoice_of_other_account())
+        first.append(invoice_of_other_account())
     if entity.name == "account_flags":
-        checks.append(account_of_other_customer())
+        first.append(account_of_other_customer())
     if entity.name == "payments":
-        checks.append(reversal_mismatch())
-    return checks
+        first.append(duplicate_reversals())
+        second.append(reversal_mismatch())
+    return first, second

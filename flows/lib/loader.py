@@ -22,7 +22,7 @@ from pathlib import Path
 
 import duckdb
 from babel import Locale
-from babel.numbers import list_currencies
+from babel.numbers import get_territory_currencies
 
 from flows.lib.contract import ENTITIES, Entity
 from flows.lib.export_files import Batch, ExportFile, read_batch
@@ -246,20 +246,32 @@ def _check_rows(connection: duckdb.DuckDBPyConnection, entity: Entity) -> None:
 
 
 def _check_links(connection: duckdb.DuckDBPyConnection, entity: Entity) -> None:
-    """`_checked`: `_typed` with the cross-row problems appended."""
-    checks = " union all ".join(f"({query})" for query in link_checks(entity))
+    """`_checked`: `_typed` with the cross-row problems appended, in two passes (a row whose
+    parent is a row of the same entity needs that parent to have passed the first pass)."""
+    first, second = link_checks(entity)
+    _append_problems(connection, "_typed", first, "_first_pass")
+    _append_problems(connection, "_first_pass", second, "_checked")
+
+
+def _append_problems(
+    connection: duckdb.DuckDBPyConnection, source: str, checks: list[str], target: str
+) -> None:
+    if not checks:
+        connection.execute(f"create or replace temp table {target} as select * from {source}")
+        return
+    union = " union all ".join(f"({query})" for query in checks)
     connection.execute(
         f"""
-        create or replace temp table _checked as
+        create or replace temp table {target} as
         with linked as (
             select _row, list(code order by code) as codes, list(message order by code) as messages
-            from ({checks})
+            from ({union})
             group by _row
         )
         select t.* exclude (_codes, _messages),
             t._codes || coalesce(l.codes, []) as _codes,
             t._messages || coalesce(l.messages, []) as _messages
-        from _typed as t
+        from {source} as t
         left join linked as l using (_row)
         """
     )
@@ -325,12 +337,24 @@ def _only_orphans(codes: str) -> str:
     return f"len({codes}) > 0 and len(list_filter({codes}, lambda x: x <> '{ORPHAN}')) = 0"
 
 
+# Two-letter codes CLDR lists that are not ISO 3166-1 countries (unions, reserved, unknown).
+NOT_COUNTRIES = {"AC", "CP", "DG", "EA", "EU", "EZ", "IC", "QO", "TA", "UN", "XA", "XB", "ZZ"}
+
+
 def _create_reference_tables(connection: duckdb.DuckDBPyConnection) -> None:
+    countries = sorted(
+        code
+        for code in Locale("en").territories
+        if len(code) == 2 and code.isalpha() and code not in NOT_COUNTRIES
+    )
+    # currencies in legal use today somewhere (not DEM, not the XXX/XTS placeholders)
+    today = dt.date.today()
+    currencies = sorted(
+        {currency for country in countries for currency in get_territory_currencies(country, today)}
+    )
     lists = {
-        "currency": sorted(list_currencies()),
-        "country": sorted(
-            code for code in Locale("en").territories if len(code) == 2 and code.isalpha()
-        ),
+        "currency": currencies,
+        "country": countries,
         "timezone": sorted(zoneinfo.available_timezones()),
     }
     for kind, codes in lists.items():
