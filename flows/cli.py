@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from flows.lib.config import ConfigError, Settings, load_settings
+from flows.lib.dbt_build import DbtFailed
 from flows.lib.export_files import BatchError
 from flows.lib.loader import BatchOutcome
 from flows.lib.run_lock import LockBusy, current_holder
@@ -33,7 +34,7 @@ app = typer.Typer(
 console = Console()
 error_console = Console(stderr=True)
 NOT_BUILT_EXIT_CODE = 2
-USER_ERRORS = (ConfigError, BatchError, LockBusy, WarehouseBusy, FileNotFoundError)
+USER_ERRORS = (ConfigError, BatchError, LockBusy, WarehouseBusy, FileNotFoundError, DbtFailed)
 
 
 class CommandNotBuilt(RuntimeError):
@@ -211,6 +212,8 @@ def _run_daily(settings: Settings, as_of: dt.date, *, dry_run: bool) -> None:
         _print_batches(summary.batches)
     else:
         console.print("No batch waiting in the inbox.")
+    if summary.marts is not None:
+        _print_stages(settings, as_of)
     console.print(
         "[yellow]Not built yet, skipped:[/] " + "; ".join(summary.not_built_yet), highlight=False
     )
@@ -355,6 +358,17 @@ def _cell(value: object) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     return str(value)
+
+
+def _print_stages(settings: Settings, as_of: dt.date) -> None:
+    from flows.lib.summaries import stage_rows
+    from flows.lib.warehouse import open_warehouse
+
+    connection = open_warehouse(settings.warehouse_path, read_only=True)
+    try:
+        _print_table(f"Escalation stages on {as_of}", stage_rows(connection))
+    finally:
+        connection.close()
 
 
 def _print_batches(outcomes: Sequence[BatchOutcome]) -> None:

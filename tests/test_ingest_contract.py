@@ -299,41 +299,75 @@ def test_reversal_must_match_the_payment_it_reverses(warehouse, tmp_path: Path) 
         payments=[
             row("payments", payment_id="P1", amount="60.00"),
             row("payments", payment_id="P2", amount="70.00"),
-            row("payments", payment_id="R1", amount="60.00", reverses_payment_id="P1"),  # good, same file
-            row("payments", payment_id="R2", amount="50.00", reverses_payment_id="P2"),  # wrong amount
+            row(
+                "payments", payment_id="R1", amount="60.00", reverses_payment_id="P1"
+            ),  # good, same file
+            row(
+                "payments", payment_id="R2", amount="50.00", reverses_payment_id="P2"
+            ),  # wrong amount
         ],
     )
     outcome = load_batch(warehouse, folder)
     assert_nothing_lost(outcome)
-    assert [r[0] for r in warehouse.execute("select payment_id from raw.payments order by 1").fetchall()] == ["P1", "P2", "R1"]
+    assert [
+        r[0] for r in warehouse.execute("select payment_id from raw.payments order by 1").fetchall()
+    ] == ["P1", "P2", "R1"]
     [(_, line, _, codes, reasons)] = quarantined(warehouse)
     assert (line, codes) == (5, ["reversal_amount_mismatch"])
     assert "reversal amount 50.00 differs from the 70.00 of payment 'P2'" in reasons
 
 
 def test_a_payment_is_reversed_only_once(warehouse, tmp_path: Path) -> None:
-    load_batch(warehouse, base_batch(tmp_path / "b1", payments=[
-        row("payments", payment_id="P1", amount="60.00"),
-        row("payments", payment_id="R1", amount="60.00", reverses_payment_id="P1"),
-        row("payments", payment_id="R2", amount="60.00", reverses_payment_id="P1"),  # same file, later
-    ]))
-    load_batch(warehouse, write_batch(tmp_path / "b2", payments=[
-        row("payments", payment_id="R3", amount="60.00", reverses_payment_id="P1"),  # a later batch
-    ]))
-    assert [r[0] for r in warehouse.execute("select payment_id from raw.payments order by 1").fetchall()] == ["P1", "R1"]
+    load_batch(
+        warehouse,
+        base_batch(
+            tmp_path / "b1",
+            payments=[
+                row("payments", payment_id="P1", amount="60.00"),
+                row("payments", payment_id="R1", amount="60.00", reverses_payment_id="P1"),
+                row(
+                    "payments", payment_id="R2", amount="60.00", reverses_payment_id="P1"
+                ),  # same file, later
+            ],
+        ),
+    )
+    load_batch(
+        warehouse,
+        write_batch(
+            tmp_path / "b2",
+            payments=[
+                row(
+                    "payments", payment_id="R3", amount="60.00", reverses_payment_id="P1"
+                ),  # a later batch
+            ],
+        ),
+    )
+    assert [
+        r[0] for r in warehouse.execute("select payment_id from raw.payments order by 1").fetchall()
+    ] == ["P1", "R1"]
     rows = quarantined(warehouse)
-    assert [(r[0], r[1], r[3]) for r in rows] == [("payments.csv", 2, ["duplicate_reversal"]), ("payments.csv", 4, ["duplicate_reversal"])]
+    assert [(r[0], r[1], r[3]) for r in rows] == [
+        ("payments.csv", 2, ["duplicate_reversal"]),
+        ("payments.csv", 4, ["duplicate_reversal"]),
+    ]
     assert all("is already reversed by payment 'R1'" in r[4] for r in rows)
 
 
 @pytest.mark.parametrize(
     "bad_payment",
     [
-        pytest.param(row("payments", payment_id="P1", invoice_id="I9"), id="payment held for a missing invoice"),
-        pytest.param(row("payments", payment_id="P1", currency="EUR"), id="payment rejected for its currency"),
+        pytest.param(
+            row("payments", payment_id="P1", invoice_id="I9"),
+            id="payment held for a missing invoice",
+        ),
+        pytest.param(
+            row("payments", payment_id="P1", currency="EUR"), id="payment rejected for its currency"
+        ),
     ],
 )
-def test_a_reversal_waits_for_its_payment_to_load(warehouse, tmp_path: Path, bad_payment: dict) -> None:
+def test_a_reversal_waits_for_its_payment_to_load(
+    warehouse, tmp_path: Path, bad_payment: dict
+) -> None:
     reversal = row("payments", payment_id="R1", amount="50.00", reverses_payment_id="P1")
     outcome = load_batch(warehouse, base_batch(tmp_path / "b1", payments=[bad_payment, reversal]))
     assert_nothing_lost(outcome)
@@ -341,7 +375,13 @@ def test_a_reversal_waits_for_its_payment_to_load(warehouse, tmp_path: Path, bad
     statuses = {r[1]: (r[2], r[3]) for r in quarantined(warehouse)}
     assert statuses[3] == ("held", ["orphan_foreign_key"])
     # across batches too: a reversal of a payment that is still held is held
-    outcome = load_batch(warehouse, write_batch(tmp_path / "b2", payments=[row("payments", payment_id="R2", amount="50.00", reverses_payment_id="P1")]))
+    outcome = load_batch(
+        warehouse,
+        write_batch(
+            tmp_path / "b2",
+            payments=[row("payments", payment_id="R2", amount="50.00", reverses_payment_id="P1")],
+        ),
+    )
     assert count(warehouse, "raw.payments") == 0
 
 
@@ -541,7 +581,9 @@ def test_inch_marks_in_unquoted_fields_keep_exact_line_numbers(warehouse, tmp_pa
     folder = base_batch(tmp_path / "b1", invoices="\n".join(lines) + "\n")
     outcome = load_batch(warehouse, folder)
     assert_nothing_lost(outcome)
-    loaded = warehouse.execute("select invoice_id, _line_number, description from raw.invoices order by 1").fetchall()
+    loaded = warehouse.execute(
+        "select invoice_id, _line_number, description from raw.invoices order by 1"
+    ).fetchall()
     assert loaded == [("I1", 2, '5" screen'), ("I2", 3, "p\nq\nr\ns"), ("I4", 8, '7" tab')]
     assert [(r[1], r[3]) for r in quarantined(warehouse)] == [(7, ["negative_amount"])]
 
@@ -551,13 +593,20 @@ def test_batch_folders_load_in_natural_order(warehouse, tmp_path: Path) -> None:
 
     for name in ("batch-10", "batch-9", "batch-100"):
         base_batch(tmp_path / "inbox" / name)
-    assert [folder.name for folder in batch_folders(tmp_path / "inbox")] == ["batch-9", "batch-10", "batch-100"]
+    assert [folder.name for folder in batch_folders(tmp_path / "inbox")] == [
+        "batch-9",
+        "batch-10",
+        "batch-100",
+    ]
 
 
 def test_codes_outside_the_iso_lists_are_quarantined(warehouse, tmp_path: Path) -> None:
     folder = write_batch(
         tmp_path / "b1",
-        customers=[row("customers", customer_id="C1", country="EU"), row("customers", customer_id="C2", country="ZZ")],
+        customers=[
+            row("customers", customer_id="C1", country="EU"),
+            row("customers", customer_id="C2", country="ZZ"),
+        ],
         accounts=[],
     )
     (folder / "accounts.csv").unlink()

@@ -81,3 +81,26 @@ def quarantine_counts(connection: duckdb.DuckDBPyConnection) -> dict[str, int]:
         "select status, count(*) from raw.quarantine group by status"
     ).fetchall()
     return {status: count for status, count in result}
+
+
+def stage_rows(connection: duckdb.DuckDBPyConnection) -> list[dict[str, object]]:
+    """Accounts and collectible balance per stage (held accounts apart), per currency."""
+    result = connection.execute(
+        """
+        select
+            stage.stage_order,
+            stage.stage,
+            stage.currency,
+            count(*) filter (where not stage.is_held) as accounts,
+            count(*) filter (where stage.is_held) as held,
+            sum(stage.collectible_amount) as collectible
+        from marts.fct_account_stage as stage
+        group by all
+        order by stage.stage_order, stage.currency
+        """
+    ).fetchall()
+    return [
+        {"stage": stage, "currency": currency, "accounts": accounts, "held": held,
+         "collectible": f"{collectible:,.2f}"}
+        for _, stage, currency, accounts, held, collectible in result
+    ]  # fmt: skip

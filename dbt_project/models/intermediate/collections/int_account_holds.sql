@@ -1,0 +1,88 @@
+-- Why an account must not be escalated or contacted on the as-of date: one row per account
+-- with at least one hold, the reasons sorted and joined. Flags that only change how a
+-- customer may be contacted (do_not_email, do_not_call, servicemember) are restrictions,
+-- not holds, and listed apart.
+with
+
+flags as (
+
+    select * from {{ ref('int_active_flags') }}
+
+),
+
+plans as (
+
+    select * from {{ ref('int_payment_plans') }}
+    where plan_status = 'active'
+
+),
+
+balances as (
+
+    select * from {{ ref('int_account_balances') }}
+
+),
+
+reasons as (
+
+    select
+        account_id,
+        flag as hold_reason
+    from flags
+    where flag in (
+        'bankruptcy', 'deceased', 'cease_communication', 'attorney_represented',
+        'legal_hold', 'fraud'
+    )
+
+    union all
+
+    select
+        account_id,
+        plan_kind as hold_reason
+    from plans
+
+    union all
+
+    -- a dispute holds only the disputed amount; the account is held when nothing else is owed
+    select
+        account_id,
+        'dispute' as hold_reason
+    from balances
+    where disputed_amount > 0 and collectible_amount = 0
+
+),
+
+restrictions as (
+
+    select
+        account_id,
+        list(distinct flag order by flag) as contact_restrictions
+    from flags
+    where flag in ('do_not_email', 'do_not_call', 'servicemember')
+    group by account_id
+
+),
+
+held as (
+
+    select
+        account_id,
+        list(distinct hold_reason order by hold_reason) as hold_reasons
+    from reasons
+    group by account_id
+
+),
+
+final as (
+
+    select
+        coalesce(held.account_id, restrictions.account_id) as account_id,
+        coalesce(held.hold_reasons, []) as hold_reasons,
+        coalesce(restrictions.contact_restrictions, []) as contact_restrictions
+    from held
+    full outer join restrictions
+        on held.account_id = restrictions.account_id
+
+)
+
+select * from final

@@ -1,0 +1,18 @@
+-- The escalation stage of each account on the run's as-of date: that day's slice of
+-- fct_account_stage_history.
+with
+
+history as (
+
+    select * from {{ ref('fct_account_stage_history') }}
+
+),
+
+final as (
+
+    select * from history
+    where as_of_date = {{ as_of_date() }}
+
+)
+
+select * from final

@@ -1,0 +1,80 @@
+"""Run the dbt project on the warehouse for one as-of date: one `dbt build` per run.
+
+dbt runs in a child process: DuckDB allows one writer per file and dbt-duckdb keeps its
+connection open for the life of its process, so in-process dbt would block the run's own
+connection afterwards. The run closes its connection before calling this. dbt's target/ and
+logs/ go under RECOUP_HOME/state/dbt, never into the repository.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+DBT_PROJECT = Path(__file__).resolve().parents[2] / "dbt_project"
+
+
+class DbtFailed(RuntimeError):
+    """A model or test failed; the message names each failing node and its error."""
+
+
+@dataclass(frozen=True)
+class DbtOutcome:
+    nodes: int
+    seconds: float
+
+
+def build_warehouse(
+    warehouse: Path,
+    state_folder: Path,
+    as_of: dt.date,
+    *,
+    select: str | None = None,
+    full_refresh: bool = False,
+    unit_tests: bool = False,
+) -> DbtOutcome:
+    """`dbt build` for `as_of`: staging, intermediate, marts and their data tests."""
+    target = state_folder / "dbt" / "target"
+    arguments = [
+        str(Path(sys.executable).parent / "dbt"),
+        "build",
+        "--project-dir", str(DBT_PROJECT),
+        "--profiles-dir", str(DBT_PROJECT),
+        "--target-path", str(target),
+        "--log-path", str(state_folder / "dbt" / "logs"),
+        "--vars", json.dumps({"as_of_date": as_of.isoformat()}),
+        "--no-use-colors",
+    ]  # fmt: skip
+    if not unit_tests:
+        arguments += ["--exclude", "test_type:unit"]
+    if select:
+        arguments += ["--select", select]
+    if full_refresh:
+        arguments.append("--full-refresh")
+    environment = {
+        **os.environ,
+        "RECOUP_WAREHOUSE_PATH": str(warehouse),
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+    }
+    completed = subprocess.run(
+        arguments, env=environment, capture_output=True, text=True, check=False
+    )
+    results_file = target / "run_results.json"
+    if completed.returncode not in (0, 1) or not results_file.is_file():
+        tail = "\n".join((completed.stdout + completed.stderr).strip().splitlines()[-15:])
+        raise DbtFailed(f"dbt could not run (exit code {completed.returncode}):\n{tail}")
+    results = json.loads(results_file.read_text(encoding="utf-8"))["results"]
+    failures = [
+        f"{result['unique_id']}: {result.get('message') or result['status']}"
+        for result in results
+        if result["status"] in ("error", "fail")
+    ]
+    if failures or completed.returncode != 0:
+        raise DbtFailed("dbt build failed:\n  " + "\n  ".join(failures or ["see state/dbt/logs"]))
+    seconds = sum(result.get("execution_time") or 0.0 for result in results)
+    return DbtOutcome(nodes=len(results), seconds=seconds)
