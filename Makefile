@@ -26,6 +26,7 @@ test: install
 lint: install
 	$(BIN)/ruff check flows tests bench
 	$(BIN)/ruff format --check flows tests bench
+	cd dbt_project && ../$(BIN)/sqlfluff lint models tests
 
 format: install
 	$(BIN)/ruff check --fix flows tests bench

@@ -15,6 +15,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 DBT_PROJECT = Path(__file__).resolve().parents[2] / "dbt_project"
 
@@ -36,13 +37,14 @@ def build_warehouse(
     *,
     select: str | None = None,
     full_refresh: bool = False,
-    unit_tests: bool = False,
+    unit_tests: bool | Literal["only"] = False,
 ) -> DbtOutcome:
-    """`dbt build` for `as_of`: staging, intermediate, marts and their data tests."""
+    """`dbt build` for `as_of`: staging, intermediate, marts and their data tests. dbt's unit
+    tests (fixed inputs, no warehouse data) run with `unit_tests=True`, or alone as `"only"`."""
     target = state_folder / "dbt" / "target"
     arguments = [
         str(Path(sys.executable).parent / "dbt"),
-        "build",
+        "test" if unit_tests == "only" else "build",
         "--project-dir", str(DBT_PROJECT),
         "--profiles-dir", str(DBT_PROJECT),
         "--target-path", str(target),
@@ -50,7 +52,9 @@ def build_warehouse(
         "--vars", json.dumps({"as_of_date": as_of.isoformat()}),
         "--no-use-colors",
     ]  # fmt: skip
-    if not unit_tests:
+    if unit_tests == "only":
+        arguments += ["--select", "test_type:unit"]
+    elif not unit_tests:
         arguments += ["--exclude", "test_type:unit"]
     if select:
         arguments += ["--select", select]

@@ -410,12 +410,14 @@ def _payments(
         (behaviour == RECOVERED) & (cycles_left > 3), rng.integers(20, 90, size), delay
     )
     share = np.ones(size)
-    share = np.where(behaviour == PARTIAL, rng.uniform(0.3, 0.8, size), share)
+    partial_bill = (behaviour == PARTIAL) & (rng.random(size) < 0.4)
+    share = np.where(partial_bill, rng.uniform(0.3, 0.8, size), share)
     share = np.where((behaviour == OVERPAYER) & (rng.random(size) < 0.15), 2.0, share)
     stopped = (behaviour == NEVER) & (cycles_left < rng.integers(2, 9, size))
-    skipped = rng.random(size) < 0.02  # the odd missed bill
+    forgotten = rng.random(size) < 0.03  # the odd bill paid a month or two late
+    delay = np.where(forgotten, rng.integers(30, 75, size), delay)
     received = invoice["due"] + delay
-    pays = ~stopped & ~skipped & (received <= today)
+    pays = ~stopped & (received <= today)
     cents = (invoice["cents"] * share).astype(np.int64)
     index = np.flatnonzero(pays)
     count = index.size
@@ -494,9 +496,10 @@ def _adjustments(
             "Service credit",
         )
     )
-    # late fees on invoices paid (or still open) more than 15 days late
-    delay = np.asarray(payment["delay"])
-    late = np.flatnonzero((delay > 15) & (invoice["due"] + 15 <= today) & (rng.random(size) < 0.3))
+    # late fees on bills of customers who stopped or pay in part, 15 days after the due date
+    # (customers who merely pay late are not charged: their fees would sit open for ever)
+    behind = np.isin(account["behaviour"][owner], [NEVER, PARTIAL])
+    late = np.flatnonzero(behind & (invoice["due"] + 15 <= today) & (rng.random(size) < 0.3))
     parts.append(
         _adjustment_rows(
             account,

@@ -53,7 +53,7 @@ aged as (
 
     select
         account_id,
-        sum(case when aging_bucket = 'current' then open_amount else 0 end) as "current",
+        sum(case when aging_bucket = 'current' then open_amount else 0 end) as current,
         sum(case when aging_bucket = '1_30' then open_amount else 0 end) as dpd_1_30,
         sum(case when aging_bucket = '31_60' then open_amount else 0 end) as dpd_31_60,
         sum(case when aging_bucket = '61_90' then open_amount else 0 end) as dpd_61_90,
@@ -78,7 +78,7 @@ combined as (
 
     select
         pool.account_id,
-        coalesce(aged."current", 0) as "current",
+        coalesce(aged.current, 0) as current,
         coalesce(aged.dpd_1_30, 0) as dpd_1_30,
         coalesce(aged.dpd_31_60, 0) as dpd_31_60,
         coalesce(aged.dpd_61_90, 0) as dpd_61_90,
@@ -117,7 +117,7 @@ final as (
 
     select
         account_id,
-        {{ money('"current"') }} as "current",
+        {{ money('current') }} as current,
         {{ money('dpd_1_30') }} as dpd_1_30,
         {{ money('dpd_31_60') }} as dpd_31_60,
         {{ money('dpd_61_90') }} as dpd_61_90,

@@ -37,7 +37,18 @@ per_item as (
 final as (
 
     select
-        items.*,
+        items.account_id,
+        items.item_id,
+        items.item_type,
+        items.invoice_id,
+        items.invoice_number,
+        items.issue_date,
+        items.due_date,
+        items.original_amount,
+        items.amount_before_credit,
+        items.credit_applied,
+        items.open_amount,
+        items.days_past_due,
         {{ money('coalesce(per_item.disputed_amount, 0)') }} as disputed_amount,
         {{ money('items.open_amount - coalesce(per_item.disputed_amount, 0)') }}
             as collectible_amount,

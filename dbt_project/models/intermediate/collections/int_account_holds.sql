@@ -29,10 +29,11 @@ reasons as (
         account_id,
         flag as hold_reason
     from flags
-    where flag in (
-        'bankruptcy', 'deceased', 'cease_communication', 'attorney_represented',
-        'legal_hold', 'fraud'
-    )
+    where
+        flag in (
+            'bankruptcy', 'deceased', 'cease_communication', 'attorney_represented',
+            'legal_hold', 'fraud'
+        )
 
     union all
 

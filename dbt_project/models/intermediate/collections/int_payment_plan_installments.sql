@@ -43,7 +43,7 @@ paid as (
     left join payments
         on
             cumulative.account_id = payments.account_id
-            and payments.received_date >= cumulative.created_date
+            and cumulative.created_date <= payments.received_date
     group by cumulative.plan_id, cumulative.installment_no
 
 ),

@@ -26,7 +26,7 @@ final as (
         {{ as_of_date() }} as as_of_date,
         accounts.currency,
         accounts.segment,
-        balances."current",
+        balances.current,
         balances.dpd_1_30,
         balances.dpd_31_60,
         balances.dpd_61_90,

@@ -54,14 +54,14 @@ previous_run as (
 
     {% if is_incremental() %}
         select
-            account_id,
-            stage_order as previous_order,
-            stage as previous_stage,
-            stage_entered_date as previous_entered_date
-        from {{ this }}
-        where as_of_date = (
-            select max(as_of_date) from {{ this }}
-            where as_of_date < {{ as_of_date() }}
+            history.account_id,
+            history.stage_order as previous_order,
+            history.stage as previous_stage,
+            history.stage_entered_date as previous_entered_date
+        from {{ this }} as history
+        where history.as_of_date = (
+            select max(earlier.as_of_date) from {{ this }} as earlier
+            where earlier.as_of_date < {{ as_of_date() }}
         )
     {% else %}
         select
@@ -80,7 +80,8 @@ ladder_segment as (
     select
         accounts.account_id,
         case
-            when accounts.segment in (select segment from policy) then accounts.segment
+            when accounts.segment in (select policy.segment from policy)
+                then accounts.segment
             else 'default'
         end as policy_segment
     from accounts
@@ -165,7 +166,7 @@ first_step_above as (
     inner join policy
         on
             decided.policy_segment = policy.segment
-            and policy.stage_order > decided.previous_order
+            and decided.previous_order < policy.stage_order
             and policy.catch_up = 'step'
     group by decided.account_id
 
@@ -294,7 +295,18 @@ final as (
         disputed_amount,
         collectible_amount,
         credit_balance,
-        max_days_past_due
+        max_days_past_due,
+        case
+            when total_open = 0 then 'no_balance'
+            when max_days_past_due <= 0 then 'current'
+            when max_days_past_due <= 30 then '1_30'
+            when max_days_past_due <= 60 then '31_60'
+            when max_days_past_due <= 90 then '61_90'
+            when max_days_past_due <= 120 then '91_120'
+            when max_days_past_due <= 150 then '121_150'
+            when max_days_past_due <= 180 then '151_180'
+            else '181_plus'
+        end as delinquency_bucket
     from next_due
 
 )
