@@ -22,6 +22,7 @@ from pathlib import Path
 import duckdb
 
 from flows.lib.contract import ENTITIES, STORAGE_TYPE
+from flows.lib.dbt_build import build_warehouse
 from flows.lib.demo_data import generate_demo_export
 from flows.lib.loader import load_batch
 from flows.lib.warehouse import open_warehouse
@@ -50,6 +51,43 @@ def plain_duckdb_load(folder: Path, target: Path) -> float:
     return time.perf_counter() - started
 
 
+def plain_duckdb_aging(warehouse: Path) -> float:
+    """Reference: one hand-written DuckDB query for the aging step (FIFO payment application
+    and buckets, no holds or stages), on the same warehouse."""
+    connection = duckdb.connect(str(warehouse), read_only=True)
+    started = time.perf_counter()
+    connection.execute(
+        f"""
+        with credit as (
+            select account_id, sum(amount) as paid from raw.payments_latest
+            where received_date <= date '{AS_OF}' and reverses_payment_id is null
+            group by account_id
+        ),
+        items as (
+            select account_id, invoice_id, due_date, amount,
+                sum(amount) over (partition by account_id order by due_date, invoice_id
+                    rows between unbounded preceding and 1 preceding) as before
+            from raw.invoices_latest where issue_date <= date '{AS_OF}'
+        ),
+        open_items as (
+            select items.account_id, items.due_date,
+                items.amount - least(greatest(coalesce(credit.paid, 0)
+                    - coalesce(items.before, 0), 0), items.amount) as open_amount
+            from items left join credit using (account_id)
+        )
+        select account_id,
+            sum(open_amount) filter (where date '{AS_OF}' - due_date <= 0) as current,
+            sum(open_amount) filter (where date '{AS_OF}' - due_date between 1 and 30) as b1,
+            sum(open_amount) filter (where date '{AS_OF}' - due_date > 30) as b2,
+            sum(open_amount) as total_open
+        from open_items where open_amount > 0 group by account_id
+        """
+    ).fetchall()
+    elapsed = time.perf_counter() - started
+    connection.close()
+    return elapsed
+
+
 def bench_size(accounts: int, work: Path) -> dict[str, object]:
     folder = work / f"export-{accounts}"
     started = time.perf_counter()
@@ -65,6 +103,11 @@ def bench_size(accounts: int, work: Path) -> dict[str, object]:
     reload_s = time.perf_counter() - started
     connection.close()
 
+    started = time.perf_counter()
+    build_warehouse(work / f"recoup-{accounts}.duckdb", work / f"state-{accounts}", AS_OF)
+    dbt_s = time.perf_counter() - started
+    reference_aging_s = plain_duckdb_aging(work / f"recoup-{accounts}.duckdb")
+
     reference_s = plain_duckdb_load(folder, work / f"plain-{accounts}.duckdb")
     rows = sum(export.rows.values())
     return {
@@ -76,6 +119,9 @@ def bench_size(accounts: int, work: Path) -> dict[str, object]:
         "plain_duckdb_load_s": round(reference_s, 3),
         "ingest_vs_plain_duckdb": round(ingest_s / reference_s, 2),
         "ingest_rows_per_s": int(rows / ingest_s),
+        "dbt_build_s": round(dbt_s, 3),
+        "plain_duckdb_aging_s": round(reference_aging_s, 3),
+        "dbt_vs_plain_duckdb_aging": round(dbt_s / reference_aging_s, 2),
         "rows_quarantined": outcome.rows_quarantined,
         "peak_rss_mib_so_far": round(peak_rss_mib(), 1),
     }

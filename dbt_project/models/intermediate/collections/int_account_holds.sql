@@ -1,5 +1,6 @@
 -- Why an account must not be escalated or contacted on the as-of date: one row per account
--- with at least one hold, the reasons sorted and joined. Flags that only change how a
+-- with at least one hold (flags, plans, manual holds from seeds/manual_holds.csv, a dispute
+-- covering the whole balance), the reasons sorted. Flags that only change how a
 -- customer may be contacted (do_not_email, do_not_call, servicemember) are restrictions,
 -- not holds, and listed apart.
 with
@@ -41,6 +42,16 @@ reasons as (
         account_id,
         plan_kind as hold_reason
     from plans
+
+    union all
+
+    select
+        manual_holds.account_id,
+        'manual: ' || manual_holds.reason as hold_reason
+    from {{ ref('manual_holds') }} as manual_holds
+    where
+        manual_holds.start_date <= {{ as_of_date() }}
+        and (manual_holds.end_date is null or manual_holds.end_date > {{ as_of_date() }})
 
     union all
 
