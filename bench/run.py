@@ -24,6 +24,7 @@ import duckdb
 from flows.lib.contract import ENTITIES, STORAGE_TYPE
 from flows.lib.dbt_build import build_warehouse
 from flows.lib.demo_data import generate_demo_export
+from flows.lib.gates import run_gate
 from flows.lib.loader import load_batch
 from flows.lib.warehouse import open_warehouse
 
@@ -108,6 +109,15 @@ def bench_size(accounts: int, work: Path) -> dict[str, object]:
     dbt_s = time.perf_counter() - started
     reference_aging_s = plain_duckdb_aging(work / f"recoup-{accounts}.duckdb")
 
+    connection = open_warehouse(work / f"recoup-{accounts}.duckdb")
+    started = time.perf_counter()
+    run_gate(connection, "gate_raw", AS_OF, run_id="bench", freshness_days=7)
+    gate_raw_s = time.perf_counter() - started
+    started = time.perf_counter()
+    run_gate(connection, "gate_warehouse", AS_OF, run_id="bench", freshness_days=7)
+    gate_warehouse_s = time.perf_counter() - started
+    connection.close()
+
     reference_s = plain_duckdb_load(folder, work / f"plain-{accounts}.duckdb")
     rows = sum(export.rows.values())
     return {
@@ -122,6 +132,11 @@ def bench_size(accounts: int, work: Path) -> dict[str, object]:
         "dbt_build_s": round(dbt_s, 3),
         "plain_duckdb_aging_s": round(reference_aging_s, 3),
         "dbt_vs_plain_duckdb_aging": round(dbt_s / reference_aging_s, 2),
+        "gate_raw_s": round(gate_raw_s, 3),
+        "gate_warehouse_s": round(gate_warehouse_s, 3),
+        "gates_share_of_ingest_dbt_gates": round(
+            (gate_raw_s + gate_warehouse_s) / (ingest_s + dbt_s + gate_raw_s + gate_warehouse_s), 3
+        ),
         "rows_quarantined": outcome.rows_quarantined,
         "peak_rss_mib_so_far": round(peak_rss_mib(), 1),
     }

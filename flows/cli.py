@@ -20,6 +20,7 @@ from rich.table import Table
 from flows.lib.config import ConfigError, Settings, load_settings
 from flows.lib.dbt_build import DbtFailed
 from flows.lib.export_files import BatchError
+from flows.lib.gates import GateFailed
 from flows.lib.loader import BatchOutcome
 from flows.lib.run_lock import LockBusy, current_holder
 from flows.lib.warehouse import WarehouseBusy
@@ -34,7 +35,15 @@ app = typer.Typer(
 console = Console()
 error_console = Console(stderr=True)
 NOT_BUILT_EXIT_CODE = 2
-USER_ERRORS = (ConfigError, BatchError, LockBusy, WarehouseBusy, FileNotFoundError, DbtFailed)
+USER_ERRORS = (
+    ConfigError,
+    BatchError,
+    LockBusy,
+    WarehouseBusy,
+    FileNotFoundError,
+    DbtFailed,
+    GateFailed,
+)
 
 
 class CommandNotBuilt(RuntimeError):
@@ -188,30 +197,67 @@ def run(
     accounts: Annotated[
         Path | None, typer.Option(help="Only the account ids listed in this file.")
     ] = None,
-    only: Annotated[str | None, typer.Option(help="Only this step.")] = None,
+    only: Annotated[
+        str | None, typer.Option(help="Only this step: gates (check the warehouse as it is).")
+    ] = None,
+    allow_volume_spike: Annotated[
+        bool,
+        typer.Option(
+            "--allow-volume-spike",
+            help="Let this run through the volume circuit breaker (recorded with the run).",
+        ),
+    ] = False,
 ) -> None:
-    """Run the daily cycle: load the inbox, then (as they are built) age, escalate, contact."""
+    """Run the daily cycle: load the inbox, check it, build the warehouse, check it again."""
     settings = _settings()
-    for option, value in (("--segment", segment), ("--accounts", accounts), ("--only", only)):
+    for option, value in (("--segment", segment), ("--accounts", accounts)):
         if value is not None:
             raise CommandNotBuilt(
                 f"{option} is not built yet: the dunning steps it narrows down do not exist in "
                 "this version. Run without it."
             )
-    _run_daily(settings, _parse_date(as_of, "--as-of") or settings.today(), dry_run=dry_run)
+    if only not in (None, "gates"):
+        raise typer.BadParameter(
+            f"{only!r} is not a step you can run alone; use gates", param_hint="--only"
+        )
+    _run_daily(
+        settings,
+        _parse_date(as_of, "--as-of") or settings.today(),
+        dry_run=dry_run,
+        only=only,
+        allow_volume_spike=allow_volume_spike,
+    )
 
 
-def _run_daily(settings: Settings, as_of: dt.date, *, dry_run: bool) -> None:
+def _run_daily(
+    settings: Settings,
+    as_of: dt.date,
+    *,
+    dry_run: bool,
+    only: str | None = None,
+    allow_volume_spike: bool = False,
+) -> None:
     from flows.daily_dunning import daily_dunning
 
     with console.status(
         f"Running the daily cycle for {as_of} (inbox: {settings.path('inbox')}) ..."
     ):
-        summary = daily_dunning(as_of=as_of, dry_run=dry_run)
+        summary = daily_dunning(
+            as_of=as_of, dry_run=dry_run, only=only, allow_volume_spike=allow_volume_spike
+        )
     if summary.batches:
         _print_batches(summary.batches)
     else:
         console.print("No batch waiting in the inbox.")
+    _print_table(
+        "Gates",
+        [
+            {"gate": r.gate, "check": r.check, "violations": r.violations,
+             "result": "pass" if r.success else "FAIL"}
+            for gate in summary.gates
+            for r in gate.results
+        ],
+    )  # fmt: skip
     if summary.marts is not None:
         _print_stages(settings, as_of)
     console.print(

@@ -1,30 +1,35 @@
 """Flow `daily-dunning`: ingest → gate → dbt → gate → plan → act → report.
 
-Today the flow loads the batches waiting in the inbox and builds the warehouse (balances,
-aging, holds, stages) for the as-of date. The later steps are listed in `NOT_BUILT_YET` and
-reported as such in every run summary, so nobody mistakes a partial run for a full one.
+Today the flow loads the batches waiting in the inbox, checks them (gate 1), builds the
+warehouse for the as-of date (balances, aging, holds, stages), checks the marts and the
+planned contact volume (gate 2). A failed gate stops the run before anything outbound. The
+later steps are listed in `NOT_BUILT_YET` and reported in every run summary, so nobody
+mistakes a partial run for a full one.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from dataclasses import dataclass, field
+from typing import Literal
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
+from prefect.runtime import flow_run
 
 from flows.lib.config import load_settings
 from flows.lib.dbt_build import DbtOutcome
 from flows.lib.export_files import inbox_batch_folders
+from flows.lib.gates import GateOutcome
 from flows.lib.loader import BatchOutcome
 from flows.lib.run_lock import run_lock
 from flows.lib.warehouse import open_warehouse
 from flows.tasks.build import build_marts
+from flows.tasks.gates import check_marts, check_raw_batch
 from flows.tasks.load import load_batches
 
 NOT_BUILT_YET = (
-    "gate 1: raw batch checks",
-    "gate 2: reconciliation and volume circuit breaker",
     "plan and send actions",
     "run report",
 )
@@ -32,30 +37,51 @@ NOT_BUILT_YET = (
 
 @dataclass
 class RunSummary:
+    run_id: str
     as_of: dt.date
     dry_run: bool
     batches: list[BatchOutcome] = field(default_factory=list)
     marts: DbtOutcome | None = None
+    gates: list[GateOutcome] = field(default_factory=list)
     not_built_yet: tuple[str, ...] = NOT_BUILT_YET
 
 
 @flow(name="daily-dunning")
-def daily_dunning(as_of: dt.date | None = None, dry_run: bool = False) -> RunSummary:
-    """Load what arrived in the inbox, then run the collection steps for the as-of date."""
+def daily_dunning(
+    as_of: dt.date | None = None,
+    dry_run: bool = False,
+    only: Literal["gates"] | None = None,
+    allow_volume_spike: bool = False,
+) -> RunSummary:
+    """Load what arrived in the inbox, check it, build the warehouse, check it again."""
     settings = load_settings()
     logger = get_run_logger()
-    run = RunSummary(as_of=as_of or settings.today(), dry_run=dry_run)
+    run = RunSummary(
+        run_id=str(flow_run.get_id() or uuid.uuid4()),
+        as_of=as_of or settings.today(),
+        dry_run=dry_run,
+    )
     with run_lock(settings.path("state"), "run", settings.ingest.lock_wait_seconds):
         connection = open_warehouse(settings.warehouse_path)
         try:
-            folders = inbox_batch_folders(settings.path("inbox"))
-            if folders:
-                run.batches = load_batches(connection, folders)
-            else:
-                logger.info("inbox %s holds no batch; nothing to load", settings.path("inbox"))
+            if only is None:
+                folders = inbox_batch_folders(settings.path("inbox"))
+                if folders:
+                    run.batches = load_batches(connection, folders)
+                else:
+                    logger.info("inbox %s holds no batch", settings.path("inbox"))
+            run.gates.append(check_raw_batch(connection, settings, run.as_of, run.run_id))
         finally:
             connection.close()  # dbt opens the file itself: one writer at a time
-        run.marts = build_marts(settings.warehouse_path, settings.path("state"), run.as_of)
+        if only is None:
+            run.marts = build_marts(settings.warehouse_path, settings.path("state"), run.as_of)
+        connection = open_warehouse(settings.warehouse_path)
+        try:
+            run.gates += check_marts(
+                connection, settings, run.as_of, run.run_id, allow_volume_spike
+            )
+        finally:
+            connection.close()
     for step in run.not_built_yet:
         logger.warning("step not built yet, skipped: %s", step)
     create_markdown_artifact(
@@ -76,6 +102,14 @@ def _summary_markdown(run: RunSummary) -> str:
         f"- rows loaded: {loaded}",
         f"- rows quarantined: {quarantined}",
         f"- warehouse built for {run.as_of}: {run.marts.nodes if run.marts else 0} dbt nodes",
+        "",
+        "| gate | check | violations | passed |",
+        "|---|---|---|---|",
+        *[
+            f"| {r.gate} | {r.check} | {r.violations} | {'yes' if r.success else 'NO'} |"
+            for gate in run.gates
+            for r in gate.results
+        ],
         "",
         "Steps not built yet (skipped): " + "; ".join(run.not_built_yet),
     ]

@@ -32,7 +32,8 @@ def test_the_daily_run_loads_the_inbox_once_and_names_the_steps_not_built(
 ) -> None:
     from flows.daily_dunning import daily_dunning
 
-    base_batch(recoup_home / "inbox" / "2026-11-20", invoices=[row("invoices")])
+    fresh = [row("payments", received_date="2026-11-19")]  # gate 1 wants recent payments
+    base_batch(recoup_home / "inbox" / "2026-11-20", invoices=[row("invoices")], payments=fresh)
     base_batch(recoup_home / "inbox" / "2026-11-21", invoices=[row("invoices", amount="99.00")])
     first = daily_dunning(as_of=dt.date(2026, 11, 21))
     assert [batch.batch_id for batch in first.batches] == [1, 2]  # oldest folder first
@@ -51,3 +52,30 @@ def test_the_daily_run_with_an_empty_inbox_does_nothing(prefect_api, recoup_home
 
     summary = daily_dunning(as_of=dt.date(2026, 11, 21), dry_run=True)
     assert summary.batches == []
+
+
+def test_a_failed_gate_stops_the_run_before_dbt_and_anything_outbound(
+    prefect_api, recoup_home: Path
+) -> None:
+    from flows.daily_dunning import daily_dunning
+    from flows.lib.gates import GateFailed
+
+    bad = row("invoices", issue_date="2026-03-01", due_date="2026-02-01")  # due before issued
+    base_batch(
+        recoup_home / "inbox" / "2026-03-31",
+        invoices=[bad],
+        payments=[row("payments", received_date="2026-03-30")],
+    )
+    with pytest.raises(GateFailed, match="due_date_not_before_issue_date: 1 offending"):
+        daily_dunning(as_of=dt.date(2026, 3, 31))
+    connection = open_warehouse(recoup_home / "warehouse" / "recoup.duckdb", read_only=True)
+    marts = connection.execute(
+        "select count(*) from information_schema.schemata where schema_name = 'marts'"
+    ).fetchall()
+    failed = connection.execute(
+        "select check_name from ops.gate_results where not success"
+    ).fetchall()
+    connection.close()
+    assert marts == [(0,)]  # dbt never ran
+    assert failed == [("due_date_not_before_issue_date",)]
+    assert not (recoup_home / "outbox").exists() and not (recoup_home / "out").exists()

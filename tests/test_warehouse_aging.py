@@ -137,6 +137,8 @@ SCENARIO = {
         account("TIE"),
         account("WRITE-OFF-BIG"),
         account("REVERSED-FIFO"),
+        account("UPHELD-SHORT"),
+        account("UPHELD-ACCOUNT"),
     ],
     "invoices": [
         invoice("PARTIAL-1", "PARTIAL", "100.00", day(59)),
@@ -165,6 +167,8 @@ SCENARIO = {
         invoice("WRITE-OFF-BIG-1", "WRITE-OFF-BIG", "100.00", day(20)),
         invoice("REVERSED-FIFO-1", "REVERSED-FIFO", "60.00", day(50)),
         invoice("REVERSED-FIFO-2", "REVERSED-FIFO", "60.00", day(20)),
+        invoice("UPHELD-SHORT-1", "UPHELD-SHORT", "100.00", day(58)),
+        invoice("UPHELD-ACCOUNT-1", "UPHELD-ACCOUNT", "100.00", day(58)),
     ],
     "payments": [
         payment(
@@ -194,6 +198,10 @@ SCENARIO = {
     ],
     "adjustments": [
         adjustment(
+            "CN-SHORT", "UPHELD-SHORT", "credit_note", "10.00", day(25), invoice_id="UPHELD-SHORT-1"
+        ),
+        adjustment("CN-ACCOUNT", "UPHELD-ACCOUNT", "credit_note", "60.00", day(25)),
+        adjustment(
             "CN-EARLY",
             "CREDIT-NOTE-EARLY",
             "credit_note",
@@ -212,6 +220,25 @@ SCENARIO = {
         ),
     ],
     "disputes": [
+        # upheld for 60 but credited 10 only: the discrepancy queue must see it
+        dispute(
+            "UP-SHORT",
+            "UPHELD-SHORT",
+            day(50),
+            invoice_id="UPHELD-SHORT-1",
+            amount="60.00",
+            resolved=day(20),
+            resolution="upheld",
+        ),
+        # upheld at account level and settled by an unlinked credit note of the full 60
+        dispute(
+            "UP-ACCOUNT",
+            "UPHELD-ACCOUNT",
+            day(50),
+            amount="60.00",
+            resolved=day(20),
+            resolution="upheld",
+        ),
         dispute(
             "DR",
             "DISPUTE-REJECTED",
@@ -273,7 +300,8 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> duckdb.DuckDBPyConnect
 
 def aging_row(connection: duckdb.DuckDBPyConnection, account_id: str) -> dict | None:
     cursor = connection.execute(
-        "select * from marts.fct_account_aging where account_id = ?", [account_id]
+        "select * from marts.fct_account_aging where account_id = ? and as_of_date = ?",
+        [account_id, AS_OF],
     )
     names = [column[0] for column in cursor.description]
     found = cursor.fetchall()
@@ -343,6 +371,16 @@ def test_currencies_are_never_summed_across_accounts(scenario) -> None:
     assert rows == [("TWO-CAD", "CAD", Decimal("70.00")), ("TWO-USD", "USD", Decimal("100.00"))]
 
 
+def test_an_upheld_dispute_needs_a_credit_note_for_its_amount(scenario) -> None:
+    flags = dict(
+        scenario.execute(
+            "select dispute_id, upheld_without_credit_note from marts.fct_disputes "
+            "where dispute_id in ('UP-SHORT', 'UP-ACCOUNT')"
+        ).fetchall()
+    )
+    assert flags == {"UP-SHORT": True, "UP-ACCOUNT": False}
+
+
 def test_the_tie_on_due_date_is_broken_by_item_id(scenario) -> None:
     open_items = scenario.execute(
         "select item_id, item_type from marts.fct_invoice_aging where account_id = 'TIE'"
@@ -374,7 +412,9 @@ def test_the_demo_data_matches_an_independent_reading_of_the_spec(tmp_path: Path
         connection = open_warehouse(warehouse, read_only=True)
         expected = reference_account_aging(connection, as_of)
         cursor = connection.execute(
-            f"select account_id, {', '.join(columns)} from marts.fct_account_aging"
+            f"select account_id, {', '.join(columns)} from marts.fct_account_aging "
+            "where as_of_date = ?",
+            [as_of],
         )
         got = {
             values[0]: dict(zip(columns, values[1:], strict=True)) for values in cursor.fetchall()

@@ -265,3 +265,64 @@ def test_dbt_docs_generate_works(history) -> None:
     assert completed.returncode == 0, completed.stdout[-2000:]
     catalog = json.loads((target / "catalog.json").read_text())
     assert "model.recoup.fct_account_aging" in catalog["nodes"]
+
+
+def small_warehouse(root, **batch) -> object:
+    warehouse = root / "warehouse.duckdb"
+    connection = open_warehouse(warehouse)
+    load_batch(connection, write_batch(root / "b1", **batch))
+    connection.close()
+    return warehouse
+
+
+def accounts_on(warehouse, table: str, day: dt.date) -> list[str]:
+    connection = open_warehouse(warehouse, read_only=True)
+    found = connection.execute(
+        f"select account_id from marts.{table} where as_of_date = ? order by 1", [day]
+    ).fetchall()
+    connection.close()
+    return [account_id for (account_id,) in found]
+
+
+def test_a_rerun_that_now_finds_fewer_accounts_replaces_the_whole_day(tmp_path) -> None:
+    warehouse = small_warehouse(
+        tmp_path,
+        customers=[row("customers")],
+        accounts=[account("E"), account("F")],
+        invoices=[invoice("E1", "E", -20), invoice("F1", "F", -20)],
+    )
+    build_warehouse(warehouse, tmp_path / "state", D0)
+    assert accounts_on(warehouse, "fct_account_stage_history", D0) == ["E", "F"]
+    connection = open_warehouse(warehouse)  # a late payment, dated before D0, settles E
+    load_batch(
+        connection,
+        write_batch(
+            tmp_path / "b2",
+            payments=[row("payments", account_id="E", amount="100.00", received_date=day(-25))],
+        ),
+    )
+    connection.close()
+    build_warehouse(warehouse, tmp_path / "state", D0)
+    assert accounts_on(warehouse, "fct_account_stage_history", D0) == ["F"]
+    assert accounts_on(warehouse, "fct_account_aging", D0) == ["F"]
+
+
+def test_backfilling_a_missed_day_works_and_keeps_other_days(tmp_path) -> None:
+    warehouse = small_warehouse(
+        tmp_path,
+        customers=[row("customers")],
+        accounts=[account("H")],
+        invoices=[invoice("H1", "H", -20), invoice("H2", "H", 0)],
+        payments=[row("payments", account_id="H", amount="100.00", received_date=day(1))],
+        account_flags=[row("account_flags", account_id="H", flag="bankruptcy", start_date=day(2))],
+    )
+    state = tmp_path / "state"
+    build_warehouse(warehouse, state, D0)
+    build_warehouse(warehouse, state, D0 + dt.timedelta(days=2))
+    before = read_history(warehouse)
+    build_warehouse(warehouse, state, D0 + dt.timedelta(days=1))  # the day the run was skipped
+    after = read_history(warehouse)
+    assert {
+        key: value for key, value in after.items() if key[1] != D0 + dt.timedelta(days=1)
+    } == before
+    assert accounts_on(warehouse, "fct_account_aging", D0) == ["H"]  # the aging keeps every day

@@ -32,6 +32,7 @@ invoiced as (
 aging as (
 
     select * from {{ ref('fct_account_aging') }}
+    where as_of_date = {{ as_of_date() }}
 
 ),
 

@@ -72,6 +72,19 @@ class IngestSettings(_Section):
     )
 
 
+class GateSettings(_Section):
+    freshness_days: int = Field(
+        7, ge=0, le=366, description="Gate 1 fails when the newest payment is older than this."
+    )
+    volume_factor: float = Field(
+        3.0, gt=1, le=100, description="A channel's planned contacts above this x median halt."
+    )
+    volume_min_actions: int = Field(
+        50, ge=0, description="Spikes smaller than this many contacts never halt a run."
+    )
+    volume_trailing_runs: int = Field(7, ge=3, le=90, description="Runs in the median.")
+
+
 class DemoSettings(_Section):
     accounts: int = Field(20_000, ge=10, le=5_000_000)
     seed: int = Field(42, ge=0)
@@ -83,6 +96,7 @@ class Settings(_Section):
     collector_type: Literal["first_party", "third_party"] = "first_party"
     paths: PathSettings = PathSettings()
     ingest: IngestSettings = IngestSettings()
+    gates: GateSettings = GateSettings()
     demo: DemoSettings = DemoSettings()
     sendgrid_api_key: SecretStr | None = Field(
         None, description="From SENDGRID_API_KEY only; without it emails go to the outbox folder."

@@ -4,7 +4,9 @@
 --   refund: money paid back (reduces the credit available)
 -- linked_invoice_id is set only when the item names an invoice of its account that is
 -- issued by the as-of date; otherwise the item is unlinked (SPEC §3: an item linked to an
--- invoice not yet issued joins the unallocated credit, and a refund is always unlinked).
+-- invoice not yet issued joins the unallocated credit, and a refund is always unlinked). A
+-- fee or interest linked to an invoice not yet issued is, likewise, an unlinked item: an open
+-- item of its own, due on its effective date.
 with
 
 payments as (

@@ -1,3 +1,14 @@
+-- One row per account per as_of_date, kept for every run date (a rerun replaces its day):
+-- "the aging buckets on date X" is a query. Current state: filter on the latest as_of_date.
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        on_schema_change='fail',
+        pre_hook="{{ replace_as_of_date_hook() }}",
+    )
+}}
+
 with
 
 balances as (

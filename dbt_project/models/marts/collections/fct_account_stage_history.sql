@@ -1,12 +1,13 @@
 -- One row per account per as_of_date: the escalation stage decided by that day's run.
--- Incremental: a run writes (or, rerun, replaces) only its own as_of_date, so replaying a past
--- date never touches later days. The previous stage comes from the latest earlier run.
+-- Incremental: a run deletes its own as_of_date and appends it again (a rerun replaces the
+-- whole day, even when it now has fewer accounts), so replaying a past date never touches
+-- other days. The previous stage comes from the latest earlier run.
 {{
     config(
         materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key='as_of_date',
+        incremental_strategy='append',
         on_schema_change='fail',
+        pre_hook="{{ replace_as_of_date_hook() }}",
     )
 }}
 

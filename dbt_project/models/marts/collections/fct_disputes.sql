@@ -7,17 +7,27 @@ disputes as (
 
 ),
 
-credit_notes as (
+-- credit notes effective from the dispute's opening to the as-of date: on its invoice for an
+-- invoice dispute, anywhere on the account for an account-level one
+credits_after_opening as (
 
     select
-        invoice_id,
-        sum(amount) as credited_amount
-    from {{ ref('stg_billing__adjustments') }}
-    where
-        adjustment_kind = 'credit_note'
-        and effective_date <= {{ as_of_date() }}
-        and invoice_id is not null
-    group by invoice_id
+        disputes.dispute_id,
+        sum(adjustments.amount) as credited_amount
+    from disputes
+    inner join {{ ref('stg_billing__adjustments') }} as adjustments
+        on
+            disputes.account_id = adjustments.account_id
+            and (disputes.invoice_id is null or disputes.invoice_id = adjustments.invoice_id)
+            and adjustments.effective_date between disputes.opened_date and {{ as_of_date() }}
+    where adjustments.adjustment_kind = 'credit_note'
+    group by disputes.dispute_id
+
+),
+
+invoices as (
+
+    select * from {{ ref('stg_billing__invoices') }}
 
 ),
 
@@ -39,14 +49,17 @@ final as (
             else 'open'
         end as dispute_status,
         disputes.invoice_id is null as is_account_level,
-        -- an upheld dispute should be settled by a credit note on its invoice; without one
-        -- it belongs in the discrepancy queue
+        -- an upheld dispute is settled by a credit note for its amount (the whole invoice when
+        -- it has none); short of that it belongs in the discrepancy queue
         disputes.resolution = 'upheld'
         and disputes.resolved_date <= {{ as_of_date() }}
-        and coalesce(credit_notes.credited_amount, 0) = 0 as upheld_without_credit_note
+        and coalesce(credits_after_opening.credited_amount, 0)
+        < coalesce(disputes.disputed_amount, invoices.amount, 0.01) as upheld_without_credit_note
     from disputes
-    left join credit_notes
-        on disputes.invoice_id = credit_notes.invoice_id
+    left join credits_after_opening
+        on disputes.dispute_id = credits_after_opening.dispute_id
+    left join invoices
+        on disputes.invoice_id = invoices.invoice_id
 
 )
 
