@@ -1,7 +1,8 @@
 -- Installments of payment plans and promises created by the as-of date, each with what had
--- been paid towards the plan by its deadline (due date + grace). Payments count towards a
--- plan from the plan's created_date, oldest installment first (cumulatively); a payment that
--- was reversed by the as-of date does not count.
+-- been paid towards the plan by its deadline (due date + grace). A payment counts towards one
+-- plan only: the account's latest plan created on or before the payment's date (so two plans
+-- never share one payment); within a plan, payments cover installments oldest first
+-- (cumulatively). A payment reversed by the as-of date does not count.
 with
 
 installments as (
@@ -14,6 +15,34 @@ installments as (
 payments as (
 
     select * from {{ ref('int_payments_in_effect') }}
+
+),
+
+plans as (
+
+    select distinct
+        plan_id,
+        account_id,
+        created_date
+    from installments
+
+),
+
+payments_by_plan as (
+
+    select
+        payments.payment_id,
+        payments.amount,
+        payments.received_date,
+        max_by(
+            plans.plan_id, strftime(plans.created_date, '%Y-%m-%d') || plans.plan_id
+        ) as plan_id
+    from payments
+    inner join plans
+        on
+            payments.account_id = plans.account_id
+            and payments.received_date >= plans.created_date
+    group by payments.payment_id, payments.amount, payments.received_date
 
 ),
 
@@ -40,10 +69,8 @@ paid as (
         ), 0) as paid_by_deadline,
         coalesce(sum(payments.amount), 0) as paid_by_as_of
     from cumulative
-    left join payments
-        on
-            cumulative.account_id = payments.account_id
-            and cumulative.created_date <= payments.received_date
+    left join payments_by_plan as payments
+        on cumulative.plan_id = payments.plan_id
     group by cumulative.plan_id, cumulative.installment_no
 
 ),
