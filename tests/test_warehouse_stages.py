@@ -326,3 +326,27 @@ def test_backfilling_a_missed_day_works_and_keeps_other_days(tmp_path) -> None:
         key: value for key, value in after.items() if key[1] != D0 + dt.timedelta(days=1)
     } == before
     assert accounts_on(warehouse, "fct_account_aging", D0) == ["H"]  # the aging keeps every day
+
+
+def test_kpis_roll_rates_and_cure_rates_over_the_period(history) -> None:
+    later = D0 + dt.timedelta(days=31)  # the period (30 days) starts from the run of D0 + 1
+    build_warehouse(history["warehouse"], history["state"], later)
+    connection = open_warehouse(history["warehouse"], read_only=True)
+    rolls = connection.execute(
+        "select from_date, from_bucket, to_bucket, accounts from marts.fct_roll_rates "
+        "where from_bucket = '91_120'"
+    ).fetchall()
+    kpis = connection.execute(
+        "select beginning_run_date, dso_days, collection_effectiveness_index "
+        "from marts.fct_collection_kpis where currency = 'USD'"
+    ).fetchall()
+    cures = connection.execute(
+        "select stage, accounts, cured from marts.fct_stage_cure_rates"
+    ).fetchall()
+    connection.close()
+    start = D0 + dt.timedelta(days=1)
+    # STEP, BANKRUPT and OTHER-CUSTOMER were 101 days late, now 131
+    assert rolls == [(start, "91_120", "121_150", 3)]
+    [(beginning, dso, cei)] = kpis
+    assert beginning == start and dso is None and cei is not None  # no invoice issued in the period
+    assert ("final_notice", 2, 0) in cures  # nobody paid

@@ -52,16 +52,7 @@ final as (
         {{ money('coalesce(per_item.disputed_amount, 0)') }} as disputed_amount,
         {{ money('items.open_amount - coalesce(per_item.disputed_amount, 0)') }}
             as collectible_amount,
-        case
-            when items.days_past_due <= 0 then 'current'
-            when items.days_past_due <= 30 then '1_30'
-            when items.days_past_due <= 60 then '31_60'
-            when items.days_past_due <= 90 then '61_90'
-            when items.days_past_due <= 120 then '91_120'
-            when items.days_past_due <= 150 then '121_150'
-            when items.days_past_due <= 180 then '151_180'
-            else '181_plus'
-        end as aging_bucket
+        {{ aging_bucket('items.days_past_due') }} as aging_bucket
     from items
     left join per_item
         on items.item_id = per_item.item_id

@@ -299,14 +299,7 @@ final as (
         max_days_past_due,
         case
             when total_open = 0 then 'no_balance'
-            when max_days_past_due <= 0 then 'current'
-            when max_days_past_due <= 30 then '1_30'
-            when max_days_past_due <= 60 then '31_60'
-            when max_days_past_due <= 90 then '61_90'
-            when max_days_past_due <= 120 then '91_120'
-            when max_days_past_due <= 150 then '121_150'
-            when max_days_past_due <= 180 then '151_180'
-            else '181_plus'
+            else {{ aging_bucket('max_days_past_due') }}
         end as delinquency_bucket
     from next_due
 
