@@ -154,8 +154,9 @@ def demo(
     command = _command_name()
     console.print("Query it with any DuckDB client, or with recoup itself, for example:")
     console.print(
-        f'  {command} sql "select segment, currency, count(*) as accounts '
-        'from raw.accounts_latest group by all order by all"',
+        f'  {command} sql "select stage, currency, count(*) as accounts, '
+        "sum(collectible_amount) as collectible from marts.fct_account_stage "
+        'group by all order by all"',
         highlight=False,
         soft_wrap=True,
     )
