@@ -21,7 +21,7 @@ from prefect.runtime import flow_run
 from flows.lib.config import load_settings
 from flows.lib.dbt_build import DbtOutcome
 from flows.lib.export_files import inbox_batch_folders
-from flows.lib.gates import GateOutcome
+from flows.lib.gates import GateOutcome, record_build
 from flows.lib.loader import BatchOutcome
 from flows.lib.run_lock import run_lock
 from flows.lib.warehouse import open_warehouse
@@ -77,8 +77,15 @@ def daily_dunning(
             run.marts = build_marts(settings.warehouse_path, settings.path("state"), run.as_of)
         connection = open_warehouse(settings.warehouse_path)
         try:
+            if run.marts is not None:
+                record_build(connection, run.as_of)
             run.gates += check_marts(
-                connection, settings, run.as_of, run.run_id, allow_volume_spike
+                connection,
+                settings,
+                run.as_of,
+                run.run_id,
+                allow_volume_spike,
+                record_volumes=not dry_run and only is None,
             )
         finally:
             connection.close()

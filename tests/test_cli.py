@@ -65,6 +65,17 @@ def test_status_quarantine_and_sql_read_the_warehouse(demo_home) -> None:
     assert bad.returncode == 1 and "the query failed" in bad.stderr
 
 
+def test_the_gates_run_alone_on_the_date_the_marts_hold(demo_home) -> None:
+    home, _ = demo_home
+    checked = recoup(home, "run", "--only", "gates", "--as-of", "2026-11-23")
+    assert checked.returncode == 0, checked.stderr
+    assert "ledger_reconciles" in checked.stdout and "FAIL" not in checked.stdout
+    other_day = recoup(home, "run", "--only", "gates", "--as-of", "2026-11-24")
+    assert other_day.returncode == 1
+    assert "gate_warehouse cannot check 2026-11-24: the marts hold 2026-11-23" in other_day.stderr
+    assert "Traceback" not in other_day.stderr
+
+
 def test_ingest_reports_a_wrong_header_without_a_traceback(tmp_path: Path) -> None:
     folder = base_batch(
         tmp_path / "batch",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -199,3 +200,40 @@ def test_too_little_history_or_small_numbers_never_halt(warehouse) -> None:
     assert check_volumes(
         warehouse, AS_OF, RULE, run_id="b", override=False, planned={"email": 40}
     ).success
+
+
+def test_a_halted_spike_does_not_raise_the_median(warehouse) -> None:
+    earlier_runs(warehouse, [100, 120, 90, 110, 130])
+    for days_ahead in range(6):  # the spike goes on; nobody lets it through
+        with pytest.raises(GateFailed):
+            check_volumes(
+                warehouse,
+                AS_OF + dt.timedelta(days=days_ahead),
+                RULE,
+                run_id=f"spike-{days_ahead}",
+                override=False,
+                planned={"email": 550},
+            )
+    recorded = warehouse.execute("select max(planned) from ops.run_volumes").fetchall()
+    assert recorded == [(130,)]
+
+
+def test_freshness_is_not_asked_before_the_first_invoice(warehouse) -> None:
+    outcome = run_gate(warehouse, "gate_raw", dt.date(2025, 1, 1), run_id="early", freshness_days=7)
+    assert outcome.success
+
+
+def test_gate_two_alone_needs_marts_built_for_its_date(warehouse) -> None:
+    from flows.lib.gates import record_build, require_marts_for
+
+    with pytest.raises(
+        GateFailed,
+        match=re.escape(
+            "the marts were never built. Build them first with `recoup run --as-of 2026-03-31`"
+        ),
+    ):
+        require_marts_for(warehouse, AS_OF)
+    record_build(warehouse, AS_OF)
+    require_marts_for(warehouse, AS_OF)
+    with pytest.raises(GateFailed, match="cannot check 2026-04-01: the marts hold 2026-03-31"):
+        require_marts_for(warehouse, AS_OF + dt.timedelta(days=1))

@@ -134,7 +134,8 @@ CHECKS: tuple[Check, ...] = (
         "select max(received_date) as newest_payment, "
         "date '{as_of}' - max(received_date) as days_old from raw.payments_latest "
         "where received_date <= date '{as_of}' "
-        "having (max(received_date) is null and exists (select 1 from raw.invoices_latest)) "
+        "having (max(received_date) is null and exists ("
+        "select 1 from raw.invoices_latest where issue_date <= date '{as_of}')) "
         "or date '{as_of}' - max(received_date) > {freshness_days}",
     ),
     # --- gate 2: the marts, after dbt ----------------------------------------------------

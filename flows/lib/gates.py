@@ -132,6 +132,32 @@ def _judge_with_great_expectations(
     return verdicts
 
 
+def record_build(connection: duckdb.DuckDBPyConnection, as_of: dt.date) -> None:
+    """Note that the marts now hold `as_of` (gate 2 checks the marts only for that date)."""
+    connection.execute("create schema if not exists ops")
+    connection.execute(
+        "create table if not exists ops.builds "
+        "(as_of_date DATE NOT NULL, built_at TIMESTAMPTZ NOT NULL)"
+    )
+    connection.execute("insert into ops.builds values (?, now())", [as_of])
+
+
+def require_marts_for(connection: duckdb.DuckDBPyConnection, as_of: dt.date) -> None:
+    """Gate 2 alone (`--only gates`) needs marts built for its date by the latest build."""
+    try:
+        latest = connection.execute(
+            "select as_of_date from ops.builds order by built_at desc limit 1"
+        ).fetchall()
+    except duckdb.CatalogException:
+        latest = []
+    if not latest or latest[0][0] != as_of:
+        built = f"the marts hold {latest[0][0]}" if latest else "the marts were never built"
+        raise GateFailed(
+            f"gate_warehouse cannot check {as_of}: {built}. Build them first with "
+            f"`recoup run --as-of {as_of}` (which runs the gates too)."
+        )
+
+
 def store_gate_results(
     connection: duckdb.DuckDBPyConnection, run_id: str, as_of: dt.date, outcome: GateOutcome
 ) -> None:

@@ -4,7 +4,8 @@ Planned contacts per channel (email, letter, phone, agency, manager) are the acc
 enter a stage with that channel on the as-of date and are not held: what the action step will
 act on. Each run's counts are kept in `ops.run_volumes` (a rerun replaces its date's counts).
 A channel trips the breaker when at least `min_history` earlier runs exist, the count exceeds
-`factor` times their median, and it is at least `min_actions`. An operator may let a spike
+`factor` times their median (a median of 0 counts as 1, so a channel's first busy day halts
+until someone lets it through), and it is at least `min_actions`. An operator may let a spike
 through with an explicit override, which is recorded in `ops.gate_results`.
 """
 
@@ -56,13 +57,14 @@ def check_volumes(
     run_id: str,
     override: bool,
     planned: dict[str, int] | None = None,
+    record: bool = True,
 ) -> GateOutcome:
-    """Record today's planned contacts (from the stage history unless given) and compare
-    them with the trailing median."""
+    """Compare today's planned contacts (from the stage history unless given) with the
+    trailing median. Only a run that passes (or is let through) adds its counts to the
+    history, so a halted spike never raises the median; dry runs pass `record=False`."""
     started = time.perf_counter()
     planned = planned_contacts(connection, as_of) if planned is None else planned
     history = _earlier_volumes(connection, as_of, rule.trailing_runs)
-    _record(connection, as_of, planned)
     results = []
     channels = (set(planned) | {c for run in history.values() for c in run}) - {"none"}
     for channel in sorted(channels):
@@ -99,6 +101,8 @@ def check_volumes(
             "where run_id = ? and gate = ? and list_contains(?, check_name)",
             [run_id, GATE, tripped_checks],
         )
+    if outcome.success and record:
+        _record(connection, as_of, planned)
     if not outcome.success:
         raise GateFailed(
             outcome.failure_message()

@@ -9,7 +9,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.lib.config import Settings
-from flows.lib.gates import GateOutcome, run_gate
+from flows.lib.gates import GateOutcome, require_marts_for, run_gate
 from flows.lib.volume_breaker import VolumeRule, check_volumes
 
 
@@ -34,8 +34,10 @@ def check_marts(
     as_of: dt.date,
     run_id: str,
     allow_volume_spike: bool,
+    record_volumes: bool,
 ) -> list[GateOutcome]:
     """Gate 2: reconciliation and consistency of the marts, then the volume circuit breaker."""
+    require_marts_for(connection, as_of)
     warehouse = run_gate(
         connection,
         "gate_warehouse",
@@ -48,7 +50,9 @@ def check_marts(
         min_actions=settings.gates.volume_min_actions,
         trailing_runs=settings.gates.volume_trailing_runs,
     )
-    volumes = check_volumes(connection, as_of, rule, run_id=run_id, override=allow_volume_spike)
+    volumes = check_volumes(
+        connection, as_of, rule, run_id=run_id, override=allow_volume_spike, record=record_volumes
+    )
     get_run_logger().info(
         "gate_warehouse and volume breaker passed in %.2f s", warehouse.seconds + volumes.seconds
     )
