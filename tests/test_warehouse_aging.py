@@ -436,5 +436,5 @@ def test_the_dbt_unit_tests_pass(tmp_path: Path) -> None:
     warehouse = tmp_path / "warehouse.duckdb"
     open_warehouse(warehouse).close()  # the raw schema the staging views read
     build_warehouse(warehouse, tmp_path / "state", AS_OF)  # every model, on no data
-    outcome = build_warehouse(warehouse, tmp_path / "state", AS_OF, unit_tests="only")
+    outcome = build_warehouse(warehouse, tmp_path / "state", AS_OF, unit_tests_only=True)
     assert outcome.nodes >= 3

@@ -40,11 +40,15 @@ class RecordLines:
     unterminated_quote_line: int | None = None
 
     @property
+    def data_record_numbers(self) -> np.ndarray:
+        """DuckDB's 1-based numbers of the non-blank records after the header, in file order."""
+        numbers = np.flatnonzero(~self.blank) + 1
+        return numbers[numbers != 1]  # the header
+
+    @property
     def data_record_lines(self) -> np.ndarray:
         """Lines of the non-blank records after the header, in file order."""
-        not_blank = ~self.blank
-        not_blank[0] = False  # the header
-        return self.first_line[not_blank]
+        return self.first_line[self.data_record_numbers - 1]
 
     def line_of_record(self, record_number: int) -> int:
         """The line of DuckDB's 1-based record number."""
@@ -85,8 +89,7 @@ def _index(data: np.ndarray) -> RecordLines:
         blank[0] = length[0] == 3
     unterminated = None
     if quotes.size % 2 == 1:  # the last quoted field never closes
-        opening = quotes[-1] if quotes.size == 1 else quotes[quotes.size - 1]
-        unterminated = int(np.searchsorted(newlines, opening) + 1)
+        unterminated = int(np.searchsorted(newlines, quotes[-1]) + 1)
     return RecordLines(
         first_line.astype(np.int64),
         blank,

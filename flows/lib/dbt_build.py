@@ -15,7 +15,6 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 DBT_PROJECT = Path(__file__).resolve().parents[2] / "dbt_project"
 
@@ -35,16 +34,14 @@ def build_warehouse(
     state_folder: Path,
     as_of: dt.date,
     *,
-    select: str | None = None,
-    full_refresh: bool = False,
-    unit_tests: bool | Literal["only"] = False,
+    unit_tests_only: bool = False,
 ) -> DbtOutcome:
-    """`dbt build` for `as_of`: staging, intermediate, marts and their data tests. dbt's unit
-    tests (fixed inputs, no warehouse data) run with `unit_tests=True`, or alone as `"only"`."""
+    """`dbt build` for `as_of`: staging, intermediate, marts and their data tests; or, with
+    `unit_tests_only`, `dbt test` of the unit tests alone (fixed inputs, no warehouse data)."""
     target = state_folder / "dbt" / "target"
     arguments = [
         str(Path(sys.executable).parent / "dbt"),
-        "test" if unit_tests == "only" else "build",
+        "test" if unit_tests_only else "build",
         "--project-dir", str(DBT_PROJECT),
         "--profiles-dir", str(DBT_PROJECT),
         "--target-path", str(target),
@@ -52,14 +49,7 @@ def build_warehouse(
         "--vars", json.dumps({"as_of_date": as_of.isoformat()}),
         "--no-use-colors",
     ]  # fmt: skip
-    if unit_tests == "only":
-        arguments += ["--select", "test_type:unit"]
-    elif not unit_tests:
-        arguments += ["--exclude", "test_type:unit"]
-    if select:
-        arguments += ["--select", select]
-    if full_refresh:
-        arguments.append("--full-refresh")
+    arguments += ["--select" if unit_tests_only else "--exclude", "test_type:unit"]
     environment = {
         **os.environ,
         "RECOUP_WAREHOUSE_PATH": str(warehouse),

@@ -46,9 +46,6 @@ class Batch:
     files: tuple[ExportFile, ...]
     ignored: tuple[str, ...] = field(default=())
 
-    def file_for(self, entity: Entity) -> ExportFile | None:
-        return next((file for file in self.files if file.entity == entity), None)
-
 
 def batch_folders(path: Path) -> list[Path]:
     """The batch folders under `path`: itself when it holds export files, else its

@@ -40,7 +40,6 @@ class Unreadable:
 class ReadResult:
     rows: int  # rows in `_read`
     unreadable: tuple[Unreadable, ...]
-    exact_fallback: bool = False
 
 
 def read_table_name(export: ExportFile) -> str:
@@ -106,8 +105,7 @@ def _read_csv(connection: duckdb.DuckDBPyConnection, export: ExportFile) -> Read
             "never closes, so the rest of the file cannot be read. Close the quote (or remove "
             "it) and send the file again. Nothing from this batch was loaded."
         )
-    record_numbers = np.flatnonzero(~index.blank) + 1
-    record_numbers = record_numbers[record_numbers != 1]  # the header
+    record_numbers = index.data_record_numbers
     rejected_numbers = np.array([line for line, _, _ in rejected], dtype=np.int64)
     kept = record_numbers[~np.isin(record_numbers, rejected_numbers)]
     consistent = (
@@ -194,7 +192,7 @@ def _read_rows_exactly(
         f"create or replace temp table {read_table_name(export)} as select * from _read_exact"
     )
     connection.unregister("_read_exact")
-    return ReadResult(rows=len(lines), unreadable=tuple(unreadable), exact_fallback=True)
+    return ReadResult(rows=len(lines), unreadable=tuple(unreadable))
 
 
 def _has_undecodable(value: str) -> bool:

@@ -223,13 +223,12 @@ def sync_expectation_suites() -> None:
             batch = asset.get_batch_definition(BATCH_DEFINITION)
         except (KeyError, ValueError):
             batch = asset.add_batch_definition_whole_dataframe(BATCH_DEFINITION)
-        for name in (gate,):
-            if name in [checkpoint.name for checkpoint in context.checkpoints.all()]:
-                context.checkpoints.delete(name)
-            if name in [definition.name for definition in context.validation_definitions.all()]:
-                context.validation_definitions.delete(name)
-            if name in [suite.name for suite in context.suites.all()]:
-                context.suites.delete(name)
+        if gate in [checkpoint.name for checkpoint in context.checkpoints.all()]:
+            context.checkpoints.delete(gate)
+        if gate in [definition.name for definition in context.validation_definitions.all()]:
+            context.validation_definitions.delete(gate)
+        if gate in [suite.name for suite in context.suites.all()]:
+            context.suites.delete(gate)
         suite = context.suites.add(gx.ExpectationSuite(name=gate, meta={"gate": gate}))
         for check in checks_of(gate):  # type: ignore[arg-type]
             suite.add_expectation(
