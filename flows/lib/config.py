@@ -15,19 +15,31 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
+import typing
 import zoneinfo
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 CONFIG_FILE_NAME = "recoup.yaml"
 ENV_PREFIX = "RECOUP_"
 # Environment variables that are not settings inside recoup.yaml.
 ENV_NOT_SETTINGS = {"RECOUP_HOME", "RECOUP_CONFIG"}
 SECRET_ENV_VARS = ("SENDGRID_API_KEY",)
+DEFAULT_SENDGRID_API_HOST = "https://api.sendgrid.com"
+ENV_ONLY_FIELDS = ("home", "sendgrid_api_key", "sendgrid_api_host")
 
 
 class ConfigError(ValueError):
@@ -39,11 +51,22 @@ class _Section(BaseModel):
 
 
 class CompanySettings(_Section):
+    """Who the customer hears from: the identity every email and letter carries."""
+
     name: str = Field("Acme Utilities", description="Name customers know you by.")
     timezone: str = Field(
         "America/Chicago",
         description="IANA time zone of the company: the default as-of date and the cron run here.",
     )
+    address_line1: str = "100 Commerce Street"
+    address_line2: str | None = "Suite 400"
+    city: str = "Chicago"
+    state: str = "IL"
+    postal_code: str = "60601"
+    country: str = Field("US", pattern=r"^[A-Z]{2}$", description="ISO 3166 alpha-2.")
+    phone: str = "+1 312 555 0100"
+    email: str = Field("billing@acme-utilities.example", description="Where customers write.")
+    website: str = "https://acme-utilities.example"
 
     @field_validator("timezone")
     @classmethod
@@ -85,6 +108,122 @@ class GateSettings(_Section):
     volume_trailing_runs: int = Field(7, ge=3, le=90, description="Runs in the median.")
 
 
+class ContactSettings(_Section):
+    """What every contact carries, and the guardrails that decide whether and when it goes."""
+
+    default_language: Literal["en", "es"] = Field(
+        "en", description="Templates for customers whose language has none (en and es exist)."
+    )
+    pay_link: str = Field(
+        "https://pay.acme-utilities.example/accounts/{account_id}",
+        description="Payment page; {account_id} is replaced.",
+    )
+    opt_out_link: str = Field(
+        "https://acme-utilities.example/email-preferences?ref={outbox_id}",
+        description="Email opt-out page; {outbox_id} (an opaque key, no PII) is replaced.",
+    )
+    window_start_hour: int = Field(
+        8, ge=0, le=23, description="Earliest local hour a contact may be sent (Reg F: 8)."
+    )
+    window_end_hour: int = Field(
+        21, ge=1, le=24, description="Contacts are sent before this local hour (Reg F: 21)."
+    )
+    window_margin_minutes: int = Field(
+        60, ge=0, le=180, description="Kept clear inside both ends of the window for queueing."
+    )
+    catch_up_days: int = Field(
+        7,
+        ge=0,
+        le=60,
+        description="A contact deferred, cancelled or failed is planned again on later runs "
+        "while the account has been in its stage at most this many days.",
+    )
+    min_days_between_contacts: int = Field(
+        2, ge=0, le=30, description="Days after any contact before the next one to a customer."
+    )
+    max_emails_per_7_days: int = Field(3, ge=0, le=50, description="Per account, rolling.")
+    max_letters_per_7_days: int = Field(2, ge=0, le=50, description="Per account, rolling.")
+    max_calls_per_7_days: int = Field(
+        7, ge=0, le=7, description="Phone-queue entries per account, rolling (Reg F: 7 in 7)."
+    )
+    work_email_domains: list[str] = Field(
+        default_factory=list,
+        description="Domains known to be employers': consumers' addresses there are never emailed.",
+    )
+
+    @field_validator("pay_link", "opt_out_link")
+    @classmethod
+    def _known_placeholders(cls, value: str, info: Any) -> str:
+        allowed = {"pay_link": "{account_id}", "opt_out_link": "{outbox_id}"}[info.field_name]
+        for placeholder in re.findall(r"\{[^}]*\}", value):
+            if placeholder != allowed:
+                raise ValueError(f"the only placeholder allowed is {allowed}, not {placeholder}")
+        return value
+
+    @model_validator(mode="after")
+    def _window_has_room(self) -> ContactSettings:
+        room = (self.window_end_hour - self.window_start_hour) * 60 - 2 * self.window_margin_minutes
+        if room < 60:
+            raise ValueError(
+                f"the send window {self.window_start_hour}:00-{self.window_end_hour}:00 with "
+                f"{self.window_margin_minutes} minutes of margin at each end leaves under an hour"
+            )
+        return self
+
+
+class EmailSettings(_Section):
+    """Sending email: the sender identity and how recoup talks to SendGrid."""
+
+    from_address: str = Field(
+        "billing@acme-utilities.example", description="A verified SendGrid sender."
+    )
+    from_name: str | None = Field(
+        None,
+        description="Defaults to company.name: a first-party creditor sends under its own name.",
+    )
+    reply_to: str | None = None
+    batch_size: int = Field(
+        100, ge=1, le=1000, description="Messages (personalizations) per SendGrid request."
+    )
+    timeout_seconds: float = Field(10.0, gt=0, le=120, description="Per request.")
+    max_attempts: int = Field(
+        4, ge=1, le=10, description="Tries per request on 429, 5xx and refused connections."
+    )
+    backoff_seconds: float = Field(
+        2.0, ge=0, le=60, description="First wait after a 5xx; doubles each try."
+    )
+    max_rate_limit_wait_seconds: float = Field(
+        120.0, ge=0, le=3600, description="Longest wait for X-RateLimit-Reset after a 429."
+    )
+    sandbox_mode: bool = Field(
+        False, description="SendGrid validates and sends nothing (answers 200)."
+    )
+    unsubscribe_group_id: int | None = Field(
+        None, ge=1, description="SendGrid unsubscribe (ASM) group for collection notices."
+    )
+    event_public_key: str | None = Field(
+        None, description="Base64 key of the signed Event Webhook; events are refused without it."
+    )
+    event_max_age_seconds: int = Field(
+        86_400, ge=60, le=7 * 86_400, description="Oldest signed timestamp accepted (replays)."
+    )
+    event_max_body_bytes: int = Field(
+        5_000_000, ge=1_000, le=50_000_000, description="Largest Event Webhook post accepted."
+    )
+
+
+class WorkQueueSettings(_Section):
+    """The phone and manager work queues: who owns an item and by when."""
+
+    phone_owners: list[str] = Field(
+        default_factory=lambda: ["collections-team"],
+        min_length=1,
+        description="Collectors; calls are shared among them by account.",
+    )
+    manager_owner: str = "collections-manager"
+    due_business_days: int = Field(2, ge=0, le=30, description="From the day an item is queued.")
+
+
 class DemoSettings(_Section):
     accounts: int = Field(20_000, ge=10, le=5_000_000)
     seed: int = Field(42, ge=0)
@@ -97,9 +236,16 @@ class Settings(_Section):
     paths: PathSettings = PathSettings()
     ingest: IngestSettings = IngestSettings()
     gates: GateSettings = GateSettings()
+    contact: ContactSettings = ContactSettings()
+    email: EmailSettings = EmailSettings()
+    work_queue: WorkQueueSettings = WorkQueueSettings()
     demo: DemoSettings = DemoSettings()
     sendgrid_api_key: SecretStr | None = Field(
         None, description="From SENDGRID_API_KEY only; without it emails go to the outbox folder."
+    )
+    sendgrid_api_host: str = Field(
+        DEFAULT_SENDGRID_API_HOST,
+        description="From SENDGRID_API_HOST only: a test server can stand in for SendGrid.",
     )
 
     def path(self, name: Literal["warehouse", "out", "outbox", "inbox", "state"]) -> Path:
@@ -111,6 +257,11 @@ class Settings(_Section):
     def warehouse_path(self) -> Path:
         return self.path("warehouse")
 
+    @property
+    def sender_name(self) -> str:
+        """The From name: the company's own name unless another is set."""
+        return self.email.from_name or self.company.name
+
     def today(self) -> dt.date:
         """Today's date in the company's time zone (the default as-of date)."""
         return dt.datetime.now(zoneinfo.ZoneInfo(self.company.timezone)).date()
@@ -119,7 +270,7 @@ class Settings(_Section):
 def default_settings_document() -> dict[str, Any]:
     """The file-level defaults, as `recoup.yaml` would hold them."""
     defaults = Settings(home=Path("."))
-    return defaults.model_dump(mode="json", exclude={"home", "sendgrid_api_key"})
+    return defaults.model_dump(mode="json", exclude=set(ENV_ONLY_FIELDS))
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -129,20 +280,23 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     config_path = _config_path(env, home)
     document = _read_document(config_path) if config_path else {}
     source = str(config_path) if config_path else "built-in defaults"
-    for forbidden in ("home", "sendgrid_api_key"):
+    instead = {
+        "home": "set RECOUP_HOME instead.",
+        "sendgrid_api_key": "secrets come from the environment only: set SENDGRID_API_KEY.",
+        "sendgrid_api_host": "set SENDGRID_API_HOST in the environment instead.",
+    }
+    for forbidden in ENV_ONLY_FIELDS:
         if forbidden in document:
             raise ConfigError(
-                f"{source}: '{forbidden}' cannot be set in the file; "
-                + (
-                    "set RECOUP_HOME instead."
-                    if forbidden == "home"
-                    else "secrets come from the environment only: set SENDGRID_API_KEY."
-                )
+                f"{source}: '{forbidden}' cannot be set in the file; {instead[forbidden]}"
             )
     document = _apply_env_overrides(document, env)
     document["home"] = home
     api_key = env.get("SENDGRID_API_KEY")
     document["sendgrid_api_key"] = api_key or None
+    document["sendgrid_api_host"] = (
+        env.get("SENDGRID_API_HOST") or DEFAULT_SENDGRID_API_HOST
+    ).rstrip("/")
     try:
         return Settings.model_validate(document)
     except ValidationError as error:
@@ -179,7 +333,7 @@ def _apply_env_overrides(document: dict[str, Any], env: Mapping[str, str]) -> di
     sections = {
         name: field.annotation
         for name, field in Settings.model_fields.items()
-        if name not in ("home", "sendgrid_api_key")
+        if name not in ENV_ONLY_FIELDS
     }
     for variable, value in sorted(env.items()):
         if not variable.startswith(ENV_PREFIX) or variable in ENV_NOT_SETTINGS:
@@ -208,7 +362,10 @@ def _apply_env_overrides(document: dict[str, Any], env: Mapping[str, str]) -> di
             allowed = ", ".join(sorted(model.model_fields))
             raise ConfigError(f"{variable}: '{section}' has no key '{key}'; keys are {allowed}.")
         current = merged.get(section)
-        merged[section] = {**(current if isinstance(current, dict) else {}), key: value}
+        parsed: Any = value
+        if typing.get_origin(model.model_fields[key].annotation) is list:
+            parsed = [item.strip() for item in value.split(",") if item.strip()]
+        merged[section] = {**(current if isinstance(current, dict) else {}), key: parsed}
     return merged
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import duckdb
 
 from flows.lib.contract import ENTITIES, STORAGE_TYPE, Entity
+from flows.lib.ledger import ensure_ops_schema
 
 RAW_SCHEMA = "raw"
 LOAD_METADATA_COLUMNS = (
@@ -42,6 +43,7 @@ def open_warehouse(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyCon
         raise
     if not read_only:
         ensure_raw_schema(connection)
+        ensure_ops_schema(connection)  # the action ledger: dbt's contact marts read it
     return connection
 
 

@@ -1,0 +1,207 @@
+"""The action ledger: every contact recoup plans, and what became of it. Exactly-once lives here.
+
+One row per action key in `ops.action_ledger`; every change of status is appended to
+`ops.action_log`, so the ledger says where each contact stands and the log how it got there.
+
+The key is the exactly-once key of SPEC §5: account, stage, channel, policy version and the
+as-of date on which the account entered the stage. It is hashed into an opaque 32-character
+`action_key`, which is also the outbox id that travels to SendGrid in `custom_args` (no PII).
+A rerun of a day plans the same keys again, and a key that already went out is never planned
+or sent twice.
+
+Statuses (a contact moves left to right):
+
+    planned ──▶ sending ──▶ sent         the provider accepted it (202, .eml written, PDF
+       │                                  printed, queue item written)
+       │            ├──────▶ maybe_sent   no clear answer (timeout, 5xx, crash while sending):
+       │            │                     never re-sent blindly; an event confirms it
+       │            └──────▶ failed       the provider refused it (4xx): planned again later
+       ├──▶ suppressed                    a guardrail says never for this key (do_not_email, ...)
+       ├──▶ deferred                      a guardrail says not now (frequency cap, ...)
+       └──▶ cancelled                     re-checked before sending: paid or held since planning
+
+`deferred`, `cancelled` and `failed` keys are planned again by later runs while the account
+stays in the stage (`contact.catch_up_days`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Sequence
+from typing import Literal
+
+import duckdb
+
+Status = Literal[
+    "planned", "sending", "sent", "maybe_sent", "failed", "suppressed", "deferred", "cancelled"
+]
+Channel = Literal["email", "letter", "phone", "manager"]
+CHANNELS: tuple[Channel, ...] = ("email", "letter", "phone", "manager")
+# statuses that count as "this contact happened, or may have": caps and exactly-once read them
+CONTACTED: tuple[Status, ...] = ("sending", "sent", "maybe_sent")
+# statuses a later run may plan again while the account stays in the stage
+REPLANNABLE: tuple[Status, ...] = ("deferred", "cancelled", "failed")
+
+LEDGER_DDL = """
+create table if not exists ops.action_ledger (
+    action_key VARCHAR PRIMARY KEY,
+    account_id VARCHAR NOT NULL,
+    customer_id VARCHAR NOT NULL,
+    stage VARCHAR NOT NULL,
+    stage_order INTEGER NOT NULL,
+    channel VARCHAR NOT NULL,
+    template VARCHAR NOT NULL,
+    policy_version VARCHAR NOT NULL,
+    stage_entered_date DATE NOT NULL,
+    as_of_date DATE NOT NULL,
+    run_id VARCHAR NOT NULL,
+    segment VARCHAR,
+    currency VARCHAR NOT NULL,
+    total_open DECIMAL(18,2),
+    collectible_amount DECIMAL(18,2) NOT NULL,
+    status VARCHAR NOT NULL,
+    reason VARCHAR,
+    times_planned INTEGER NOT NULL,
+    attempts INTEGER NOT NULL,
+    planned_at TIMESTAMPTZ NOT NULL,
+    status_at TIMESTAMPTZ NOT NULL,
+    sent_at TIMESTAMPTZ,
+    send_at TIMESTAMPTZ,
+    recipient VARCHAR,
+    language VARCHAR,
+    provider VARCHAR,
+    provider_message_id VARCHAR,
+    output_path VARCHAR,
+    owner VARCHAR,
+    due_date DATE,
+    last_event VARCHAR,
+    last_event_at TIMESTAMPTZ
+)
+"""
+
+LOG_DDL = """
+create table if not exists ops.action_log (
+    action_key VARCHAR NOT NULL,
+    logged_at TIMESTAMPTZ NOT NULL,
+    run_id VARCHAR,
+    from_status VARCHAR,
+    to_status VARCHAR NOT NULL,
+    reason VARCHAR
+)
+"""
+
+EMAIL_EVENTS_DDL = """
+create table if not exists ops.email_events (
+    event_key VARCHAR PRIMARY KEY,
+    sg_event_id VARCHAR,
+    sg_message_id VARCHAR,
+    outbox_id VARCHAR,
+    email VARCHAR,
+    event VARCHAR NOT NULL,
+    event_type VARCHAR,
+    reason VARCHAR,
+    url VARCHAR,
+    occurred_at TIMESTAMPTZ NOT NULL,
+    received_at TIMESTAMPTZ NOT NULL,
+    source VARCHAR NOT NULL
+)
+"""
+
+EMAIL_SUPPRESSIONS_DDL = """
+create table if not exists ops.email_suppressions (
+    email VARCHAR PRIMARY KEY,
+    reason VARCHAR NOT NULL,
+    since TIMESTAMPTZ NOT NULL,
+    event_key VARCHAR
+)
+"""
+
+COMMENTS = {
+    "ops.action_ledger": "Every contact recoup planned (email, letter, phone or manager queue) "
+    "and where it stands: one row per exactly-once key. status: planned, sending, sent, "
+    "maybe_sent (no clear provider answer; never re-sent blindly), failed, suppressed, "
+    "deferred, cancelled; reason says why.",
+    "ops.action_log": "Every status change of every action, append-only: the audit trail.",
+    "ops.email_events": "SendGrid Event Webhook events, once each (natural key), verified.",
+    "ops.email_suppressions": "Addresses recoup never emails again (lower case): bounced, "
+    "dropped, spam reports, unsubscribes.",
+}
+
+
+def ensure_ops_schema(connection: duckdb.DuckDBPyConnection) -> None:
+    """The ledger, its log and the email-event tables (idempotent)."""
+    connection.execute("create schema if not exists ops")
+    for ddl in (LEDGER_DDL, LOG_DDL, EMAIL_EVENTS_DDL, EMAIL_SUPPRESSIONS_DDL):
+        connection.execute(ddl)
+    for table, comment in COMMENTS.items():
+        connection.execute(f"comment on table {table} is '{comment}'")
+
+
+def action_key(
+    account_id: str, stage: str, channel: str, policy_version: str, stage_entered_date: dt.date
+) -> str:
+    """The opaque outbox id of one contact; `ACTION_KEY_SQL` computes the same in SQL."""
+    text = "|".join((account_id, stage, channel, policy_version, stage_entered_date.isoformat()))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+# the same key in DuckDB SQL, over columns of these names
+ACTION_KEY_SQL = (
+    "left(sha256(concat_ws('|', account_id, stage, channel, policy_version, "
+    "strftime(stage_entered_date, '%Y-%m-%d'))), 32)"
+)
+
+
+def transition(
+    connection: duckdb.DuckDBPyConnection,
+    keys: Sequence[str],
+    to_status: Status,
+    *,
+    run_id: str | None,
+    reason: str | None = None,
+    only_from: Sequence[Status] | None = None,
+) -> int:
+    """Move `keys` to `to_status` (only those now in `only_from`, when given), log each
+    change, and return how many moved. Both writes commit together."""
+    if not keys:
+        return 0
+    connection.execute("begin transaction")
+    try:
+        connection.execute(
+            "create or replace temp table _moving as "
+            "select action_key, status as from_status from ops.action_ledger "
+            "where list_contains(?, action_key)"
+            + (" and list_contains(?, status)" if only_from is not None else ""),
+            [list(keys), list(only_from)] if only_from is not None else [list(keys)],
+        )
+        connection.execute(
+            """
+            update ops.action_ledger as ledger
+            set status = ?, reason = ?, status_at = now()
+            from _moving
+            where ledger.action_key = _moving.action_key
+            """,
+            [to_status, reason],
+        )
+        moved = connection.execute(
+            """
+            insert into ops.action_log
+            select action_key, now(), ?, from_status, ?, ? from _moving
+            """,
+            [run_id, to_status, reason],
+        ).fetchall()[0][0]
+        connection.execute("drop table _moving")
+        connection.execute("commit")
+    except BaseException:
+        connection.execute("rollback")
+        raise
+    return moved
+
+
+def status_counts(connection: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], int]:
+    """How many actions per (channel, status)."""
+    rows = connection.execute(
+        "select channel, status, count(*) from ops.action_ledger group by all"
+    ).fetchall()
+    return {(channel, status): count for channel, status, count in rows}
