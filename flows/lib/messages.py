@@ -42,7 +42,13 @@ class SendResult:
 
 
 class SendAborted(RuntimeError):
-    """Every later request would fail the same way (for example a refused API key)."""
+    """Every later request would fail the same way (for example a refused API key).
+
+    `results` holds the outcome of the messages of the request that found out (failed)."""
+
+    def __init__(self, message: str, results: Sequence[SendResult] = ()) -> None:
+        super().__init__(message)
+        self.results = list(results)
 
 
 class EmailSender(Protocol):
