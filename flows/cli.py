@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -19,11 +19,17 @@ from rich.table import Table
 
 from flows.lib.config import ConfigError, Settings, load_settings
 from flows.lib.dbt_build import DbtFailed
+from flows.lib.email_events import EventKeyError, EventPayloadError
+from flows.lib.emailing import TemplatesNotReady
 from flows.lib.export_files import BatchError
 from flows.lib.gates import GateFailed
 from flows.lib.loader import BatchOutcome
+from flows.lib.messages import SendAborted
 from flows.lib.run_lock import LockBusy, current_holder
 from flows.lib.warehouse import WarehouseBusy
+
+if TYPE_CHECKING:
+    from flows.daily_dunning import RunSummary as DailySummary
 
 app = typer.Typer(
     name="recoup",
@@ -43,6 +49,10 @@ USER_ERRORS = (
     FileNotFoundError,
     DbtFailed,
     GateFailed,
+    TemplatesNotReady,
+    SendAborted,
+    EventPayloadError,
+    EventKeyError,
 )
 
 
@@ -194,9 +204,12 @@ def run(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show what would happen; send nothing.")
     ] = False,
-    segment: Annotated[str | None, typer.Option(help="Only this segment.")] = None,
+    segment: Annotated[
+        str | None, typer.Option(help="Contact only accounts of this segment.")
+    ] = None,
     accounts: Annotated[
-        Path | None, typer.Option(help="Only the account ids listed in this file.")
+        Path | None,
+        typer.Option(help="Contact only the account ids listed in this file, one per line."),
     ] = None,
     only: Annotated[
         str | None, typer.Option(help="Only this step: gates (check the warehouse as it is).")
@@ -209,14 +222,9 @@ def run(
         ),
     ] = False,
 ) -> None:
-    """Run the daily cycle: load the inbox, check it, build the warehouse, check it again."""
+    """Run the daily cycle: load the inbox, check it, build the warehouse, check it again,
+    plan the day's contacts and send them (emails, letters, the phone and manager queue)."""
     settings = _settings()
-    for option, value in (("--segment", segment), ("--accounts", accounts)):
-        if value is not None:
-            raise CommandNotBuilt(
-                f"{option} is not built yet: the dunning steps it narrows down do not exist in "
-                "this version. Run without it."
-            )
     if only not in (None, "gates"):
         raise typer.BadParameter(
             f"{only!r} is not a step you can run alone; use gates", param_hint="--only"
@@ -227,7 +235,26 @@ def run(
         dry_run=dry_run,
         only=only,
         allow_volume_spike=allow_volume_spike,
+        segment=segment,
+        accounts=_read_account_list(accounts) if accounts is not None else None,
     )
+
+
+def _read_account_list(path: Path) -> list[str]:
+    """One account id per line; blank lines and lines starting with # are skipped, and a
+    header line `account_id` is allowed."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise typer.BadParameter(f"cannot read {path}: {error}", param_hint="--accounts") from None
+    ids = [
+        line.strip()
+        for line in lines
+        if line.strip() and not line.lstrip().startswith("#") and line.strip() != "account_id"
+    ]
+    if not ids:
+        raise typer.BadParameter(f"{path} lists no account id", param_hint="--accounts")
+    return list(dict.fromkeys(ids))
 
 
 def _run_daily(
@@ -237,6 +264,8 @@ def _run_daily(
     dry_run: bool,
     only: str | None = None,
     allow_volume_spike: bool = False,
+    segment: str | None = None,
+    accounts: list[str] | None = None,
 ) -> None:
     from flows.daily_dunning import daily_dunning
 
@@ -244,7 +273,12 @@ def _run_daily(
         f"Running the daily cycle for {as_of} (inbox: {settings.path('inbox')}) ..."
     ):
         summary = daily_dunning(
-            as_of=as_of, dry_run=dry_run, only=only, allow_volume_spike=allow_volume_spike
+            as_of=as_of,
+            dry_run=dry_run,
+            segment=segment,
+            accounts=accounts,
+            only=only,
+            allow_volume_spike=allow_volume_spike,
         )
     if summary.batches:
         _print_batches(summary.batches)
@@ -261,6 +295,7 @@ def _run_daily(
     )  # fmt: skip
     if summary.marts is not None:
         _print_stages(settings, as_of)
+    _print_contacts(summary)
     console.print(
         "[yellow]Not built yet, skipped:[/] " + "; ".join(summary.not_built_yet), highlight=False
     )
@@ -274,7 +309,7 @@ def _run_daily(
 def status() -> None:
     """Show the warehouse: batches loaded, rows per table, quarantine, a run in progress."""
     settings = _settings()
-    from flows.lib.summaries import quarantine_counts, warehouse_rows
+    from flows.lib.summaries import contact_status_rows, quarantine_counts, warehouse_rows
     from flows.lib.warehouse import open_warehouse, scalar
 
     console.print(f"RECOUP_HOME: {settings.home}")
@@ -301,6 +336,16 @@ def status() -> None:
                 or "empty"
             )
         )
+        contacts = contact_status_rows(connection)
+        if contacts:
+            _print_table("Contacts (ops.action_ledger)", contacts)
+            unclear = sum(row["maybe_sent"] for row in contacts)  # type: ignore[misc]
+            if unclear:
+                console.print(
+                    f"[yellow]{unclear:,} contacts are maybe sent[/] (a timeout or crash while "
+                    "sending): recoup never re-sends them by itself; a SendGrid event confirms "
+                    "them (`recoup events import`)."
+                )
     finally:
         connection.close()
 
@@ -344,6 +389,73 @@ def sql(query: Annotated[str, typer.Argument(help="A read-only SQL query.")]) ->
     finally:
         connection.close()
     _print_table(None, [dict(zip(names, row, strict=True)) for row in rows])
+
+
+# --- events ------------------------------------------------------------------------------
+
+events_app = typer.Typer(
+    help="SendGrid Event Webhook: serve the endpoint, import what it received.",
+    no_args_is_help=True,
+)
+app.add_typer(events_app, name="events")
+
+
+@events_app.command("serve")
+def events_serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8025,
+) -> None:
+    """Receive signed SendGrid events at POST /sendgrid/events and spool them for the next
+    run. Put it behind your TLS proxy; the endpoint never opens the warehouse."""
+    settings = _settings()
+    import uvicorn
+
+    from flows.webhook import create_app
+
+    if not settings.email.event_public_key:
+        error_console.print(
+            "[yellow]recoup:[/] email.event_public_key is not set: every post will be refused "
+            "(503) until it is. Copy the key from SendGrid's Mail Settings, Signed Event Webhook."
+        )
+    console.print(f"Listening on http://{host}:{port}/sendgrid/events (Ctrl-C stops).")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+
+
+@events_app.command("import")
+def events_import(
+    path: Annotated[
+        Path | None,
+        typer.Argument(
+            help="A JSON array of events downloaded from SendGrid (default: the spool)."
+        ),
+    ] = None,
+) -> None:
+    """Import SendGrid events: bounces, drops, spam reports and unsubscribes become
+    suppressions, and a delivery confirms a contact whose send was unclear."""
+    settings = _settings()
+    from flows.lib.email_events import import_events_file, import_spool, incoming_folder
+    from flows.lib.run_lock import run_lock
+    from flows.lib.warehouse import open_warehouse
+
+    with run_lock(settings.path("state"), "events import", settings.ingest.lock_wait_seconds):
+        connection = open_warehouse(settings.warehouse_path)
+        try:
+            if path is None:
+                outcome = import_spool(
+                    connection,
+                    incoming_folder(settings),
+                    public_key=settings.email.event_public_key,
+                )
+            else:
+                outcome = import_events_file(connection, path)
+        finally:
+            connection.close()
+    console.print(
+        f"{outcome.events_read:,} events read: {outcome.events_new:,} new, "
+        f"{outcome.duplicates:,} seen before; {outcome.suppressions_added:,} addresses will "
+        f"not be emailed again; {outcome.actions_confirmed:,} unclear sends confirmed."
+        + (f" {outcome.files_rejected} spool files rejected." if outcome.files_rejected else "")
+    )
 
 
 # --- not built yet -----------------------------------------------------------------------
@@ -416,6 +528,25 @@ def _print_stages(settings: Settings, as_of: dt.date) -> None:
         _print_table(f"Escalation stages on {as_of}", stage_rows(connection))
     finally:
         connection.close()
+
+
+def _print_contacts(summary: DailySummary) -> None:
+    from flows.lib.summaries import contact_files, contact_rows
+
+    if summary.plan is None:
+        return
+    title = (
+        f"Contacts for {summary.as_of}"
+        if summary.contacts
+        else f"Contacts the plan for {summary.as_of} would make (nothing sent)"
+    )
+    rows = contact_rows(summary)
+    if rows:
+        _print_table(title, rows)
+    else:
+        console.print(f"No contact was due on {summary.as_of}.")
+    for line in contact_files(summary):
+        console.print(line, highlight=False, soft_wrap=True)
 
 
 def _print_batches(outcomes: Sequence[BatchOutcome]) -> None:

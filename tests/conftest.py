@@ -40,3 +40,19 @@ def warehouse(tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
     connection = open_warehouse(tmp_path / "warehouse" / "recoup.duckdb")
     yield connection
     connection.close()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-golden",
+        action="store_true",
+        default=False,
+        help="rewrite the golden files in tests/fixtures/golden/ from the current output; "
+        "review the diff before committing",
+    )
+
+
+@pytest.fixture
+def update_golden(request: pytest.FixtureRequest) -> bool:
+    """True under `pytest --update-golden`: golden-file tests rewrite their files."""
+    return bool(request.config.getoption("--update-golden"))

@@ -45,11 +45,27 @@ def test_demo_generates_loads_and_says_where_the_warehouse_is(demo_home) -> None
     assert "Traceback" not in result.stdout + result.stderr
 
 
+def test_demo_contacts_customers_through_the_outbox_letters_and_queue(demo_home) -> None:
+    home, result = demo_home
+    assert "Contacts for 2026-11-23" in result.stdout
+    emails = sorted((home / "outbox" / "2026-11-23").glob("*.eml"))
+    letters = sorted((home / "out" / "letters" / "2026-11-23").glob("*.pdf"))
+    manifests = sorted((home / "out" / "letters" / "2026-11-23").glob("print_manifest_*.csv"))
+    assert emails and letters and len(manifests) == 1
+    assert f"Emails: {len(emails):,} written as .eml files to {home / 'outbox' / '2026-11-23'}" in (
+        result.stdout
+    )
+    assert f"Letters: {len(letters):,} PDFs; print manifest {manifests[0]}" in result.stdout
+    listed = manifests[0].read_text(encoding="utf-8").splitlines()
+    assert len(listed) == len(letters) + 1  # a header, then one line per letter
+
+
 def test_demo_twice_changes_nothing(demo_home) -> None:
     home, _ = demo_home
     again = recoup(home, "demo", "--accounts", "300", "--as-of", "2026-11-23")
     assert again.returncode == 0, again.stderr
     assert "Every file had been loaded before; nothing changed." in again.stdout
+    assert "No contact was due on 2026-11-23." in again.stdout  # every key went out once
 
 
 def test_status_quarantine_and_sql_read_the_warehouse(demo_home) -> None:
@@ -108,10 +124,35 @@ def test_a_wrong_setting_stops_every_command(tmp_path: Path) -> None:
         pytest.param(["bureau", "--period", "2026-10"], id="bureau"),
         pytest.param(["agencies"], id="agencies"),
         pytest.param(["report"], id="report"),
-        pytest.param(["run", "--segment", "smb"], id="run --segment"),
     ],
 )
 def test_commands_not_built_yet_say_so(tmp_path: Path, args: list[str]) -> None:
     result = recoup(tmp_path, *args)
     assert result.returncode == 2
     assert "not built yet" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        pytest.param(None, "cannot read", id="no such file"),
+        pytest.param("# nobody\n\n", "lists no account id", id="an empty list"),
+    ],
+)
+def test_run_for_an_account_list_checks_the_file_first(
+    tmp_path: Path, content: str | None, message: str
+) -> None:
+    listing = tmp_path / "accounts.txt"
+    if content is not None:
+        listing.write_text(content, encoding="utf-8")
+    result = recoup(tmp_path, "run", "--accounts", str(listing))
+    assert result.returncode == 2 and message in result.stderr
+    assert not (tmp_path / "warehouse").exists()  # refused before anything ran
+
+
+def test_events_import_of_a_broken_file_says_what_is_wrong(tmp_path: Path) -> None:
+    events = tmp_path / "events.json"
+    events.write_text('{"event": "bounce"}', encoding="utf-8")
+    result = recoup(tmp_path, "events", "import", str(events))
+    assert result.returncode == 1
+    assert "JSON array" in result.stderr and "Traceback" not in result.stderr

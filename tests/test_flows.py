@@ -39,7 +39,7 @@ def test_the_daily_run_loads_the_inbox_once_and_names_the_steps_not_built(
     assert [batch.batch_id for batch in first.batches] == [1, 2]  # oldest folder first
     again = daily_dunning(as_of=dt.date(2026, 11, 21))
     assert [batch.changed for batch in again.batches] == [False, False]
-    assert "plan and send actions" in again.not_built_yet
+    assert "agency placement" in again.not_built_yet
     connection = open_warehouse(recoup_home / "warehouse" / "recoup.duckdb", read_only=True)
     assert connection.execute("select amount::VARCHAR from raw.invoices_latest").fetchall() == [
         ("99.00",)
@@ -79,3 +79,51 @@ def test_a_failed_gate_stops_the_run_before_dbt_and_anything_outbound(
     assert marts == [(0,)]  # dbt never ran
     assert failed == [("due_date_not_before_issue_date",)]
     assert not (recoup_home / "outbox").exists() and not (recoup_home / "out").exists()
+
+
+def contact_batch(folder: Path) -> Path:
+    """Three customers one day past due on 2026-11-21, each with one account."""
+    customers = [
+        row("customers", customer_id=c, email=f"{c.lower()}@example.com", full_name=c)
+        for c in ("C1", "C2", "C3")
+    ]
+    accounts = [row("accounts", account_id=f"A-{c}", customer_id=c) for c in ("C1", "C2", "C3")]
+    invoices = [
+        row("invoices", invoice_id=f"I-{c}", account_id=f"A-{c}", issue_date="2026-10-20",
+            due_date="2026-11-20")
+        for c in ("C1", "C2", "C3")
+    ]  # fmt: skip
+    fresh = [row("payments", account_id="A-C1", received_date="2026-11-19", amount="1.00")]
+    return base_batch(folder, customers=customers, accounts=accounts, invoices=invoices,
+                      payments=fresh)  # fmt: skip
+
+
+def ledger_rows(home: Path) -> list[tuple]:
+    connection = open_warehouse(home / "warehouse" / "recoup.duckdb", read_only=True)
+    rows = connection.execute(
+        "select account_id, channel, status from ops.action_ledger order by 1"
+    ).fetchall()
+    connection.close()
+    return rows
+
+
+def test_the_daily_run_contacts_each_due_customer_once(prefect_api, recoup_home: Path) -> None:
+    from flows.daily_dunning import daily_dunning
+
+    contact_batch(recoup_home / "inbox" / "2026-11-21")
+    day = dt.date(2026, 11, 21)
+    dry = daily_dunning(as_of=day, dry_run=True)
+    assert dry.plan is not None and dry.plan.planned() == {"email": 3} and dry.contacts == []
+    assert ledger_rows(recoup_home) == []  # a dry run writes no plan
+    assert not (recoup_home / "outbox").exists()
+
+    only_two = daily_dunning(as_of=day, accounts=["A-C1", "A-C3"])
+    assert [c.total("sent") for c in only_two.contacts] == [2, 0, 0]
+    first = daily_dunning(as_of=day)
+    assert [c.total("sent") for c in first.contacts] == [1, 0, 0]  # only A-C2 was left
+    again = daily_dunning(as_of=day)
+    assert [c.counts for c in again.contacts] == [{}, {}, {}]
+    assert ledger_rows(recoup_home) == [
+        ("A-C1", "email", "sent"), ("A-C2", "email", "sent"), ("A-C3", "email", "sent"),
+    ]  # fmt: skip
+    assert len(list((recoup_home / "outbox" / "2026-11-21").glob("*.eml"))) == 3

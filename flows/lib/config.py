@@ -67,6 +67,11 @@ class CompanySettings(_Section):
     phone: str = "+1 312 555 0100"
     email: str = Field("billing@acme-utilities.example", description="Where customers write.")
     website: str = "https://acme-utilities.example"
+    creditor_name: str | None = Field(
+        None,
+        description="Third-party mode: the creditor the debts are owed to (validation notice); "
+        "null means company.name.",
+    )
 
     @field_validator("timezone")
     @classmethod
@@ -121,6 +126,9 @@ class ContactSettings(_Section):
     opt_out_link: str = Field(
         "https://acme-utilities.example/email-preferences?ref={outbox_id}",
         description="Email opt-out page; {outbox_id} (an opaque key, no PII) is replaced.",
+    )
+    pay_within_days: int = Field(
+        14, ge=1, le=60, description="Reminders past due ask for payment within this many days."
     )
     window_start_hour: int = Field(
         8, ge=0, le=23, description="Earliest local hour a contact may be sent (Reg F: 8)."

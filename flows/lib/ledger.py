@@ -29,9 +29,11 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Literal
 
 import duckdb
+import pyarrow as pa
 
 Status = Literal[
     "planned", "sending", "sent", "maybe_sent", "failed", "suppressed", "deferred", "cancelled"
@@ -205,3 +207,124 @@ def status_counts(connection: duckdb.DuckDBPyConnection) -> dict[tuple[str, str]
         "select channel, status, count(*) from ops.action_ledger group by all"
     ).fetchall()
     return {(channel, status): count for channel, status, count in rows}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one action in a send step."""
+
+    action_key: str
+    status: Status
+    reason: str | None = None
+    attempts: int = 0
+    provider: str | None = None
+    provider_message_id: str | None = None
+    sent_at: dt.datetime | None = None
+    send_at: dt.datetime | None = None
+    recipient: str | None = None
+    language: str | None = None
+    output_path: str | None = None
+    owner: str | None = None
+    due_date: dt.date | None = None
+
+
+@dataclass
+class ChannelOutcome:
+    """What one channel's send step did: actions per (status, reason), and the files it wrote."""
+
+    channel: str
+    counts: dict[tuple[str, str], int] = field(default_factory=dict)
+    files: list[str] = field(default_factory=list)  # manifest, queue file or outbox folder
+    scheduled: int = 0  # emails accepted with a send_at later than now (outside the window)
+    provider: str | None = None
+
+    def add(self, status: str, reason: str | None, count: int = 1) -> None:
+        if count:
+            key = (status, reason or "")
+            self.counts[key] = self.counts.get(key, 0) + count
+
+    def total(self, status: str) -> int:
+        return sum(count for (each, _), count in self.counts.items() if each == status)
+
+
+_OUTCOME_SCHEMA = pa.schema(
+    [
+        ("action_key", pa.string()),
+        ("status", pa.string()),
+        ("reason", pa.string()),
+        ("attempts", pa.int32()),
+        ("provider", pa.string()),
+        ("provider_message_id", pa.string()),
+        ("sent_at", pa.timestamp("us", tz="UTC")),
+        ("send_at", pa.timestamp("us", tz="UTC")),
+        ("recipient", pa.string()),
+        ("language", pa.string()),
+        ("output_path", pa.string()),
+        ("owner", pa.string()),
+        ("due_date", pa.date32()),
+    ]
+)
+
+
+def record_outcomes(
+    connection: duckdb.DuckDBPyConnection, outcomes: Sequence[Outcome], *, run_id: str
+) -> None:
+    """Write the outcomes of a send step into the ledger and the log, in one transaction.
+    Only actions still `sending` (or `planned`, for ones never claimed) change: an outcome
+    never overwrites a status an event already confirmed."""
+    if not outcomes:
+        return
+    frame = pa.Table.from_pylist(
+        [{name: getattr(outcome, name) for name in _OUTCOME_SCHEMA.names} for outcome in outcomes],
+        schema=_OUTCOME_SCHEMA,
+    )
+    connection.register("_outcomes_arrow", frame)
+    connection.execute("begin transaction")
+    try:
+        connection.execute(
+            """
+            create or replace temp table _outcomes as
+            select outcomes.*, ledger.status as from_status
+            from _outcomes_arrow as outcomes
+            inner join ops.action_ledger as ledger
+                on outcomes.action_key = ledger.action_key
+            where ledger.status in ('sending', 'planned')
+            """
+        )
+        connection.execute(
+            """
+            update ops.action_ledger as ledger
+            set
+                status = outcomes.status,
+                reason = outcomes.reason,
+                attempts = ledger.attempts + outcomes.attempts,
+                provider = coalesce(outcomes.provider, ledger.provider),
+                provider_message_id = coalesce(
+                    outcomes.provider_message_id, ledger.provider_message_id
+                ),
+                sent_at = coalesce(outcomes.sent_at, ledger.sent_at),
+                send_at = coalesce(outcomes.send_at, ledger.send_at),
+                recipient = coalesce(outcomes.recipient, ledger.recipient),
+                language = coalesce(outcomes.language, ledger.language),
+                output_path = coalesce(outcomes.output_path, ledger.output_path),
+                owner = coalesce(outcomes.owner, ledger.owner),
+                due_date = coalesce(outcomes.due_date, ledger.due_date),
+                status_at = now()
+            from _outcomes as outcomes
+            where ledger.action_key = outcomes.action_key
+            """
+        )
+        connection.execute(
+            """
+            insert into ops.action_log
+            select action_key, now(), ?, from_status, status, reason from _outcomes
+            """,
+            [run_id],
+        )
+        connection.execute("drop table _outcomes")
+        connection.execute("commit")
+    except BaseException:
+        connection.execute("rollback")
+        raise
+    finally:
+        connection.unregister("_outcomes_arrow")

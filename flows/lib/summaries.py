@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import duckdb
 
 from flows.lib.contract import ENTITIES
 from flows.lib.loader import BatchOutcome
 from flows.lib.warehouse import scalar
+
+if TYPE_CHECKING:
+    from flows.daily_dunning import RunSummary
 
 
 def batch_title(outcome: BatchOutcome) -> str:
@@ -104,3 +108,64 @@ def stage_rows(connection: duckdb.DuckDBPyConnection) -> list[dict[str, object]]
          "collectible": f"{collectible:,.2f}"}
         for _, stage, currency, accounts, held, collectible in result
     ]  # fmt: skip
+
+
+def contact_rows(summary: RunSummary) -> list[dict[str, object]]:
+    """What the run did per channel, status and reason; for a dry run, what the plan would do."""
+    if summary.contacts:
+        rows = [
+            {"channel": channel.channel, "status": status, "reason": reason, "contacts": count}
+            for channel in summary.contacts
+            for (status, reason), count in sorted(channel.counts.items())
+        ]
+    elif summary.plan is not None:
+        rows = [
+            {"channel": channel, "status": status, "reason": reason or "", "contacts": count}
+            for (channel, status, reason), count in sorted(
+                summary.plan.counts.items(),
+                key=lambda item: (item[0][0], item[0][1], str(item[0][2])),
+            )
+        ]
+    else:
+        rows = []
+    rows += [
+        {"channel": "(re-check)", "status": what, "reason": "", "contacts": count}
+        for what, count in summary.rechecked.items()
+    ]
+    return rows
+
+
+def contact_files(summary: RunSummary) -> list[str]:
+    """Where each channel's output went, one line each."""
+    lines = []
+    for channel in summary.contacts:
+        sent = channel.total("sent")
+        if channel.channel == "email" and sent:
+            where = (
+                f"written as .eml files to {channel.files[0]}"
+                if channel.provider == "outbox" and channel.files
+                else f"accepted by {channel.provider}"
+            )
+            later = (
+                f" ({channel.scheduled:,} scheduled for the send window)"
+                if channel.scheduled
+                else ""
+            )
+            lines.append(f"Emails: {sent:,} {where}{later}.")
+        elif channel.channel == "letter" and sent:
+            lines.append(f"Letters: {sent:,} PDFs; print manifest {channel.files[0]}")
+        elif channel.channel == "queue" and sent:
+            lines.append(f"Work queue: {sent:,} items in {channel.files[0]}")
+    return lines
+
+
+def contact_status_rows(connection: duckdb.DuckDBPyConnection) -> list[dict[str, object]]:
+    """Contacts per channel and status, one row per channel."""
+    from flows.lib.ledger import status_counts
+
+    counts = status_counts(connection)
+    statuses = ("planned", "sent", "maybe_sent", "failed", "deferred", "suppressed", "cancelled")
+    return [
+        {"channel": channel, **{status: counts.get((channel, status), 0) for status in statuses}}
+        for channel in sorted({channel for channel, _ in counts})
+    ]

@@ -1,12 +1,14 @@
 """The volume circuit breaker: halt before sending when a run plans far more contacts than usual.
 
-Planned contacts per channel (email, letter, phone, agency, manager) are the accounts that
-enter a stage with that channel on the as-of date and are not held: what the action step will
-act on. Each run's counts are kept in `ops.run_volumes` (a rerun replaces its date's counts).
-A channel trips the breaker when at least `min_history` earlier runs exist, the count exceeds
-`factor` times their median (a median of 0 counts as 1, so a channel's first busy day halts
-until someone lets it through), and it is at least `min_actions`. An operator may let a spike
-through with an explicit override, which is recorded in `ops.gate_results`.
+Planned contacts per channel (email, letter, phone, manager) are the contacts of the day's plan
+that passed every guardrail: what the send steps will act on (flows/lib/planner.py). The
+breaker runs between planning and writing the plan into the action ledger, so a halted spike
+leaves nothing planned. Each run's counts are kept in `ops.run_volumes` (a rerun replaces its
+date's counts; scoped runs and dry runs record nothing). A channel trips the breaker when at
+least `min_history` earlier runs exist, the count exceeds `factor` times their median (a
+median of 0 counts as 1, so a channel's first busy day halts until someone lets it through),
+and it is at least `min_actions`. An operator may let a spike through with an explicit
+override, which is recorded in `ops.gate_results`.
 """
 
 from __future__ import annotations
@@ -31,24 +33,6 @@ class VolumeRule:
     min_history: int = 3
 
 
-def planned_contacts(connection: duckdb.DuckDBPyConnection, as_of: dt.date) -> dict[str, int]:
-    rows = connection.execute(
-        """
-        select stage_channel, count(*)
-        from marts.fct_account_stage_history
-        where
-            as_of_date = ?
-            and not is_held
-            and stage_order > 0
-            and stage_entered_date = as_of_date
-            and stage is distinct from previous_stage
-        group by stage_channel
-        """,
-        [as_of],
-    ).fetchall()
-    return {channel: count for channel, count in rows}
-
-
 def check_volumes(
     connection: duckdb.DuckDBPyConnection,
     as_of: dt.date,
@@ -56,14 +40,13 @@ def check_volumes(
     *,
     run_id: str,
     override: bool,
-    planned: dict[str, int] | None = None,
+    planned: dict[str, int],
     record: bool = True,
 ) -> GateOutcome:
-    """Compare today's planned contacts (from the stage history unless given) with the
-    trailing median. Only a run that passes (or is let through) adds its counts to the
-    history, so a halted spike never raises the median; dry runs pass `record=False`."""
+    """Compare the plan's contacts per channel with the trailing median. Only a run that
+    passes (or is let through) adds its counts to the history, so a halted spike never raises
+    the median; dry runs pass `record=False`."""
     started = time.perf_counter()
-    planned = planned_contacts(connection, as_of) if planned is None else planned
     history = _earlier_volumes(connection, as_of, rule.trailing_runs)
     results = []
     channels = (set(planned) | {c for run in history.values() for c in run}) - {"none"}

@@ -1,0 +1,273 @@
+"""Right before sending: look at every planned contact again, against the newest facts.
+
+A plan is made from the facts dated on or before its as-of date. Between planning and sending
+(a resumed run, a late batch, a rerun for a past date) the customer may have paid or the account
+may have gained a hold. Each planned contact is cancelled, with its reason, when:
+
+- paid_since_planning: a payment (not a reversal), credit note or write-off dated after the
+  plan's as-of date, or first loaded after the plan was made;
+- disputed_since_planning: an open dispute opened after the as-of date, or first loaded after
+  planning;
+- payment_plan_since_planning: a payment plan or promise (not cancelled) created after the
+  as-of date, or first loaded after planning;
+- hold: <flag>: bankruptcy, deceased, cease_communication, attorney_represented, legal_hold or
+  fraud in force today;
+- hold: manual: a manual hold (dbt_project/seeds/manual_holds.csv) in force today;
+- do_not_email / do_not_call: the flag in force today (email / phone only);
+- email_<why>: the address is on recoup's suppression list now (email only);
+- stale_plan: planned more than `contact.catch_up_days` before the run's date.
+
+"First loaded": a full snapshot re-sends old payments every day; only a payment whose key was
+never loaded before planning counts as new. Cancelled contacts are planned again by a later run
+while the account stays in the stage, with that day's amounts. The internal manager queue is
+only cancelled when stale.
+
+`recover_interrupted` runs first: a contact left `sending` by a crashed run is `maybe_sent` for
+email (SendGrid may have it: never re-sent blindly) and `planned` again for letters and queue
+items (nothing left recoup until the manifest or queue file was written, and those are rewritten
+whole).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import duckdb
+
+from flows.lib.ledger import transition
+from flows.lib.planner import ALL_ACCOUNTS, ContactScope
+
+HOLD_FLAGS = (
+    "bankruptcy",
+    "deceased",
+    "cease_communication",
+    "attorney_represented",
+    "legal_hold",
+    "fraud",
+)
+
+
+def recover_interrupted(connection: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, int]:
+    """Settle contacts a crashed run left `sending`; how many per new status."""
+    rows = connection.execute(
+        "select action_key, channel from ops.action_ledger where status = 'sending'"
+    ).fetchall()
+    emails = [key for key, channel in rows if channel == "email"]
+    others = [key for key, channel in rows if channel != "email"]
+    return {
+        "maybe_sent": transition(
+            connection, emails, "maybe_sent", run_id=run_id, reason="interrupted_while_sending"
+        ),
+        "planned": transition(
+            connection, others, "planned", run_id=run_id, reason="interrupted_while_sending"
+        ),
+    }
+
+
+def cancel_outdated(
+    connection: duckdb.DuckDBPyConnection,
+    *,
+    as_of: dt.date,
+    today: dt.date,
+    catch_up_days: int,
+    run_id: str,
+    scope: ContactScope = ALL_ACCOUNTS,
+) -> dict[str, int]:
+    """Cancel the planned contacts the newest facts overtook; how many per reason."""
+    scope_sql, scope_parameters = scope.sql("ledger")
+    rows = connection.execute(
+        f"""
+        with
+
+        pending as (
+            select * from ops.action_ledger as ledger
+            where ledger.status = 'planned' and ledger.as_of_date <= $as_of and {scope_sql}
+        ),
+
+        customers as (
+            select * from raw.customers_latest
+        ),
+
+        first_loads as (
+            select 'payment' as entity, payment_id as item_id, min(_loaded_at) as first_loaded_at
+            from raw.payments group by payment_id
+            union all
+            select 'adjustment', adjustment_id, min(_loaded_at)
+            from raw.adjustments group by adjustment_id
+            union all
+            select 'dispute', dispute_id, min(_loaded_at)
+            from raw.disputes group by dispute_id
+            union all
+            select 'plan', plan_id, min(_loaded_at)
+            from raw.payment_plans group by plan_id
+        ),
+
+        money_in as (
+            select
+                payments.account_id,
+                payments.received_date as item_date,
+                first_loads.first_loaded_at
+            from raw.payments_latest as payments
+            inner join first_loads
+                on first_loads.entity = 'payment' and payments.payment_id = first_loads.item_id
+            where payments.reverses_payment_id is null
+            union all
+            select
+                adjustments.account_id,
+                adjustments.effective_date,
+                first_loads.first_loaded_at
+            from raw.adjustments_latest as adjustments
+            inner join first_loads
+                on
+                    first_loads.entity = 'adjustment'
+                    and adjustments.adjustment_id = first_loads.item_id
+            where adjustments.kind in ('credit_note', 'write_off')
+        ),
+
+        new_disputes as (
+            select
+                disputes.account_id,
+                disputes.opened_date as item_date,
+                first_loads.first_loaded_at
+            from raw.disputes_latest as disputes
+            inner join first_loads
+                on first_loads.entity = 'dispute' and disputes.dispute_id = first_loads.item_id
+            where disputes.resolved_date is null or disputes.resolved_date > $today
+        ),
+
+        new_plans as (
+            select
+                plans.account_id,
+                plans.created_date as item_date,
+                first_loads.first_loaded_at
+            from raw.payment_plans_latest as plans
+            inner join first_loads
+                on first_loads.entity = 'plan' and plans.plan_id = first_loads.item_id
+            where plans.cancelled_date is null or plans.cancelled_date > $today
+        ),
+
+        flags_today as (
+            select
+                flags.customer_id,
+                flags.account_id,
+                flags.flag
+            from raw.account_flags_latest as flags
+            where
+                flags.start_date <= $today
+                and (flags.end_date is null or flags.end_date > $today)
+        ),
+
+        account_flags as (
+            select
+                pending.action_key,
+                flags_today.flag
+            from pending
+            inner join flags_today
+                on
+                    pending.customer_id = flags_today.customer_id
+                    and (
+                        flags_today.account_id is null
+                        or flags_today.account_id = pending.account_id
+                    )
+        ),
+
+        reasons as (
+            select action_key, 1 as rank, 'stale_plan' as reason
+            from pending
+            where as_of_date < $as_of - $catch_up_days
+
+            union all
+
+            select account_flags.action_key, 2, 'hold: ' || min(account_flags.flag)
+            from account_flags
+            inner join pending on account_flags.action_key = pending.action_key
+            where
+                account_flags.flag in {tuple(HOLD_FLAGS)}
+                and pending.channel <> 'manager'
+            group by account_flags.action_key
+
+            union all
+
+            select pending.action_key, 3, 'hold: manual'
+            from pending
+            inner join policy.manual_holds as manual_holds
+                on pending.account_id = manual_holds.account_id
+            where
+                pending.channel <> 'manager'
+                and manual_holds.start_date <= $today
+                and (manual_holds.end_date is null or manual_holds.end_date > $today)
+
+            union all
+
+            select pending.action_key, 4, 'paid_since_planning'
+            from pending
+            inner join money_in
+                on
+                    pending.account_id = money_in.account_id
+                    and (
+                        money_in.item_date > pending.as_of_date
+                        or money_in.first_loaded_at > pending.planned_at
+                    )
+            where pending.channel <> 'manager'
+
+            union all
+
+            select pending.action_key, 5, 'disputed_since_planning'
+            from pending
+            inner join new_disputes
+                on
+                    pending.account_id = new_disputes.account_id
+                    and (
+                        new_disputes.item_date > pending.as_of_date
+                        or new_disputes.first_loaded_at > pending.planned_at
+                    )
+            where pending.channel <> 'manager'
+
+            union all
+
+            select pending.action_key, 6, 'payment_plan_since_planning'
+            from pending
+            inner join new_plans
+                on
+                    pending.account_id = new_plans.account_id
+                    and (
+                        new_plans.item_date > pending.as_of_date
+                        or new_plans.first_loaded_at > pending.planned_at
+                    )
+            where pending.channel <> 'manager'
+
+            union all
+
+            select account_flags.action_key, 7, min(account_flags.flag)
+            from account_flags
+            inner join pending on account_flags.action_key = pending.action_key
+            where
+                (pending.channel = 'email' and account_flags.flag = 'do_not_email')
+                or (pending.channel = 'phone' and account_flags.flag = 'do_not_call')
+            group by account_flags.action_key
+
+            union all
+
+            select pending.action_key, 8, 'email_' || suppressions.reason
+            from pending
+            inner join customers on pending.customer_id = customers.customer_id
+            inner join ops.email_suppressions as suppressions
+                on lower(trim(customers.email)) = suppressions.email
+            where pending.channel = 'email'
+        )
+
+        select action_key, arg_min(reason, rank) as reason
+        from reasons
+        group by action_key
+        """,
+        {"as_of": as_of, "today": today, "catch_up_days": catch_up_days, **scope_parameters},
+    ).fetchall()
+    by_reason: dict[str, list[str]] = {}
+    for key, reason in rows:
+        by_reason.setdefault(reason, []).append(key)
+    return {
+        reason: transition(
+            connection, keys, "cancelled", run_id=run_id, reason=reason, only_from=("planned",)
+        )
+        for reason, keys in sorted(by_reason.items())
+    }
