@@ -1,8 +1,12 @@
-"""`make bench`: time demo generation and ingest at several sizes; write a JSON of timings.
+"""`make bench`: time demo generation, ingest, dbt, the gates and the contact steps at several
+sizes; write a JSON of timings.
 
 Sizes come from BENCH_SIZES (accounts, comma-separated; default 10000,100000). Each size also
 times a plain-DuckDB reference (typed CSV load of the same files, no checks), so results read
-as ratios that survive a noisy machine. Output: a table on screen and
+as ratios that survive a noisy machine. The contact steps run on the first day of the demo
+(every past-due account enters a stage at once, the heaviest day): planning, the re-check,
+every email into an outbox folder, and letters on a sample of at most BENCH_LETTERS accounts
+(default 1000), reported per letter. Output: a table on screen and
 out/bench/<timestamp>.json (under RECOUP_HOME, default the current folder).
 """
 
@@ -21,11 +25,17 @@ from pathlib import Path
 
 import duckdb
 
+from flows.lib.config import load_settings
 from flows.lib.contract import ENTITIES, STORAGE_TYPE
 from flows.lib.dbt_build import build_warehouse
 from flows.lib.demo_data import generate_demo_export
+from flows.lib.emailing import send_planned_emails
 from flows.lib.gates import run_gate
 from flows.lib.loader import load_batch
+from flows.lib.planner import ContactScope, build_plan, commit_plan
+from flows.lib.printing import print_planned_letters
+from flows.lib.recheck import cancel_outdated
+from flows.lib.senders import OutboxSender
 from flows.lib.warehouse import open_warehouse
 
 AS_OF = dt.date(2026, 11, 23)
@@ -116,6 +126,7 @@ def bench_size(accounts: int, work: Path) -> dict[str, object]:
     started = time.perf_counter()
     run_gate(connection, "gate_warehouse", AS_OF, run_id="bench", freshness_days=7)
     gate_warehouse_s = time.perf_counter() - started
+    contact = bench_contacts(connection, work, accounts)
     connection.close()
 
     reference_s = plain_duckdb_load(folder, work / f"plain-{accounts}.duckdb")
@@ -137,8 +148,53 @@ def bench_size(accounts: int, work: Path) -> dict[str, object]:
         "gates_share_of_ingest_dbt_gates": round(
             (gate_raw_s + gate_warehouse_s) / (ingest_s + dbt_s + gate_raw_s + gate_warehouse_s), 3
         ),
+        **contact,
         "rows_quarantined": outcome.rows_quarantined,
         "peak_rss_mib_so_far": round(peak_rss_mib(), 1),
+    }
+
+
+def bench_contacts(
+    connection: duckdb.DuckDBPyConnection, work: Path, accounts: int
+) -> dict[str, object]:
+    """Plan, re-check, send every email to an outbox folder, print a sample of letters."""
+    settings = load_settings({"RECOUP_HOME": str(work / f"home-{accounts}")})
+    now = dt.datetime.combine(AS_OF, dt.time(17), dt.UTC)  # inside the US send window
+    started = time.perf_counter()
+    plan = commit_plan(connection, build_plan(connection, settings.contact, AS_OF, "bench"))
+    plan_s = time.perf_counter() - started
+    started = time.perf_counter()
+    cancel_outdated(connection, as_of=AS_OF, today=AS_OF, catch_up_days=7, run_id="bench")
+    recheck_s = time.perf_counter() - started
+    sender = OutboxSender.from_settings(settings, work / f"outbox-{accounts}")
+    started = time.perf_counter()
+    emails = send_planned_emails(connection, settings, sender, as_of=AS_OF, run_id="bench", now=now)
+    emails_s = time.perf_counter() - started
+    sample_size = int(os.environ.get("BENCH_LETTERS", "1000"))
+    sample = [
+        account
+        for (account,) in connection.execute(
+            "select account_id from ops.action_ledger where channel = 'letter' "
+            "and status = 'planned' order by account_id limit ?",
+            [sample_size],
+        ).fetchall()
+    ]
+    started = time.perf_counter()
+    letters = print_planned_letters(
+        connection, settings, as_of=AS_OF, run_id="bench", now=now,
+        scope=ContactScope(account_ids=tuple(sample)),
+    )  # fmt: skip
+    letters_s = time.perf_counter() - started
+    printed = letters.total("sent")
+    return {
+        "plan_s": round(plan_s, 3),
+        "planned_emails": plan.planned().get("email", 0),
+        "planned_letters": plan.planned().get("letter", 0),
+        "recheck_s": round(recheck_s, 3),
+        "emails_s": round(emails_s, 3),
+        "emails_per_s": int(emails.total("sent") / emails_s) if emails_s else 0,
+        "letters_printed": printed,
+        "letter_ms": round(1000 * letters_s / printed, 1) if printed else None,
     }
 
 

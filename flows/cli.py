@@ -405,8 +405,9 @@ def events_serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8025,
 ) -> None:
-    """Receive signed SendGrid events at POST /sendgrid/events and spool them for the next
-    run. Put it behind your TLS proxy; the endpoint never opens the warehouse."""
+    """Receive signed SendGrid events at POST /sendgrid/events, and opt-outs at /opt-out (the
+    page contact.opt_out_link should point at), and spool both for the next run. Put it behind
+    your TLS proxy; it never opens the warehouse."""
     settings = _settings()
     import uvicorn
 
@@ -434,18 +435,21 @@ def events_import(
     suppressions, and a delivery confirms a contact whose send was unclear."""
     settings = _settings()
     from flows.lib.email_events import import_events_file, import_spool, incoming_folder
+    from flows.lib.opt_outs import import_opt_outs, opt_out_folder
     from flows.lib.run_lock import run_lock
     from flows.lib.warehouse import open_warehouse
 
     with run_lock(settings.path("state"), "events import", settings.ingest.lock_wait_seconds):
         connection = open_warehouse(settings.warehouse_path)
         try:
+            opted_out = None
             if path is None:
                 outcome = import_spool(
                     connection,
                     incoming_folder(settings),
                     public_key=settings.email.event_public_key,
                 )
+                opted_out = import_opt_outs(connection, opt_out_folder(settings))
             else:
                 outcome = import_events_file(connection, path)
         finally:
@@ -456,6 +460,11 @@ def events_import(
         f"not be emailed again; {outcome.actions_confirmed:,} unclear sends confirmed."
         + (f" {outcome.files_rejected} spool files rejected." if outcome.files_rejected else "")
     )
+    if opted_out is not None and (opted_out.files_imported or opted_out.files_rejected):
+        console.print(
+            f"Opt-outs from the opt-out page: {opted_out.addresses_suppressed:,} addresses "
+            f"suppressed; {opted_out.files_rejected:,} requests for unknown emails set aside."
+        )
 
 
 # --- not built yet -----------------------------------------------------------------------

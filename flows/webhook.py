@@ -1,4 +1,5 @@
-"""The SendGrid Event Webhook receiver: verify each signed post, spool it, answer 200.
+"""The SendGrid Event Webhook receiver (verify each signed post, spool it, answer 200) and
+recoup's own opt-out page (GET /opt-out shows it, POST /opt-out records the request).
 
 It never opens the warehouse (the daily run holds DuckDB's one writer); `recoup events import`
 loads the spool later (`flows.lib.email_events.import_spool`). Start it behind a TLS proxy:
@@ -16,12 +17,14 @@ hold addresses or bodies.
 from __future__ import annotations
 
 import datetime as dt
+import html
 import logging
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from sendgrid.helpers.eventwebhook import EventWebhook
 from starlette.concurrency import run_in_threadpool
 
@@ -38,6 +41,7 @@ from flows.lib.email_events import (
     timestamp_problem,
     write_spool_file,
 )
+from flows.lib.opt_outs import OUTBOX_ID, NotAnOutboxId, opt_out_folder, spool_opt_out
 
 logger = logging.getLogger("recoup.webhook")
 
@@ -69,6 +73,34 @@ def create_app(settings: Settings, *, clock: Callable[[], dt.datetime] | None = 
     def healthz() -> dict[str, object]:
         return {"status": "ok", "accepting_events": verifier is not None}
 
+    opt_outs = opt_out_folder(settings)
+    company = html.escape(settings.company.name)
+
+    @app.get(OPT_OUT_PATH, response_class=HTMLResponse)
+    def confirm_opt_out(ref: str = "") -> HTMLResponse:
+        # a GET records nothing: mail scanners open every link in a message by themselves
+        if not OUTBOX_ID.fullmatch(ref):
+            return HTMLResponse(_page(company, NOT_OURS), status_code=400)
+        form = OPT_OUT_FORM.format(ref=html.escape(ref), path=OPT_OUT_PATH)
+        return HTMLResponse(_page(company, form))
+
+    @app.post(OPT_OUT_PATH, response_class=HTMLResponse)
+    async def opt_out(request: Request, ref: str = "") -> HTMLResponse:
+        # the page's button posts a form with ref; a mail client's one-click unsubscribe
+        # (RFC 8058) posts List-Unsubscribe=One-Click to the link itself, ref in the query
+        if not ref:  # a small urlencoded form: read it without a multipart parser
+            body = await _read_body(request, 4096) or b""
+            ref = urllib.parse.parse_qs(body.decode("utf-8", "replace")).get("ref", [""])[0]
+        try:
+            spool_opt_out(opt_outs, ref, now())
+        except NotAnOutboxId:
+            return HTMLResponse(_page(company, NOT_OURS), status_code=400)
+        except OSError as error:
+            logger.error("could not spool an opt-out: %s", error.strerror)
+            return HTMLResponse(_page(company, TRY_AGAIN), status_code=503)
+        logger.info("spooled an opt-out request")
+        return HTMLResponse(_page(company, OPTED_OUT))
+
     @app.post(EVENTS_PATH)
     async def receive_events(request: Request) -> JSONResponse:
         if verifier is None:
@@ -99,6 +131,31 @@ def create_app(settings: Settings, *, clock: Callable[[], dt.datetime] | None = 
         )
 
     return app
+
+
+OPT_OUT_PATH = "/opt-out"
+OPT_OUT_FORM = """
+<p>Stop receiving emails from us at the address this message was sent to?<br>
+¿Dejar de recibir nuestros correos electrónicos en la dirección a la que se envió este mensaje?</p>
+<form method="post" action="{path}">
+<input type="hidden" name="ref" value="{ref}">
+<button type="submit">Stop emails / Dejar de recibir correos</button>
+</form>
+"""
+OPTED_OUT = """<p>Done: we will not email this address again. Letters and calls about your
+account are not affected.<br>Listo: no volveremos a escribir a esta dirección de correo.</p>"""
+NOT_OURS = "<p>This link is not valid. / Este enlace no es válido.</p>"
+TRY_AGAIN = "<p>Please try again in a few minutes. / Inténtelo de nuevo en unos minutos.</p>"
+
+
+def _page(company: str, body: str) -> str:
+    return (
+        '<!doctype html><html><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{company}</title></head>"
+        f'<body style="font-family: sans-serif; max-width: 36em; margin: 2em auto;">'
+        f"<h1>{company}</h1>{body}</body></html>"
+    )
 
 
 def app_from_environment() -> FastAPI:

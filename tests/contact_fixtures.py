@@ -153,6 +153,8 @@ def _table(
     columns = list(defaults)
     definition = ", ".join(f"{column} {types.get(column, 'VARCHAR')}" for column in columns)
     connection.execute(f"create or replace table {name} ({definition})")
+    if not rows:
+        return
     connection.executemany(
         f"insert into {name} values ({', '.join('?' for _ in columns)})",
         [[row.get(column, defaults[column]) for column in columns] for row in rows],

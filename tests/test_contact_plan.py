@@ -166,7 +166,11 @@ def test_a_deferred_cancelled_or_failed_contact_is_planned_again(warehouse, earl
 
 
 def test_committing_twice_plans_nothing_more(warehouse) -> None:
-    make_marts(warehouse, [a_stage("reminder_1"), a_stage("final_notice", account_id="A2")])
+    make_marts(
+        warehouse,
+        [a_stage("reminder_1"), a_stage("final_notice", account_id="A2", customer_id="C2")],
+        [a_customer(), a_customer(customer_id="C2")],
+    )
     first = commit_plan(warehouse, build_plan(warehouse, CONTACT, AS_OF, "run-1"))
     second = commit_plan(warehouse, build_plan(warehouse, CONTACT, AS_OF, "run-2"))
     assert first.planned() == {"email": 1, "letter": 1}
@@ -212,11 +216,67 @@ def test_a_run_can_be_narrowed_to_a_segment_or_accounts(warehouse) -> None:
         warehouse,
         [
             a_stage("reminder_1", account_id="A1"),
-            a_stage("reminder_1", account_id="A2", segment="smb"),
-            a_stage("reminder_1", account_id="A3", segment="smb"),
+            a_stage("reminder_1", account_id="A2", customer_id="C2", segment="smb"),
+            a_stage("reminder_1", account_id="A3", customer_id="C3", segment="smb"),
         ],
+        [a_customer(), a_customer(customer_id="C2"), a_customer(customer_id="C3")],
     )
     assert set(plan_rows(warehouse, scope=ContactScope(segment="smb"))) == {"A2", "A3"}
     assert set(plan_rows(warehouse, scope=ContactScope(account_ids=("A1", "A3")))) == {"A1", "A3"}
     both = ContactScope(segment="smb", account_ids=("A1", "A3"))
     assert set(plan_rows(warehouse, scope=both)) == {"A3"}
+
+
+def test_a_customer_with_two_past_due_accounts_hears_about_one_per_day(warehouse) -> None:
+    make_marts(warehouse, [a_stage("reminder_1"), a_stage("final_notice", account_id="A2")])
+    assert plan_rows(warehouse) == {
+        "A2": ("planned", None),  # the higher stage first
+        "A1": ("deferred", "min_days_between_contacts"),
+    }
+
+
+def test_spacing_counts_contacts_about_the_customers_other_accounts(warehouse) -> None:
+    make_marts(warehouse, [a_stage("reminder_1")])
+    contacted(warehouse, account_id="A2", stage="final_notice", day=YESTERDAY)
+    assert plan_rows(warehouse) == {"A1": ("deferred", "min_days_between_contacts")}
+
+
+def test_a_contact_still_planned_by_an_earlier_run_counts(warehouse) -> None:
+    make_marts(warehouse, [a_stage("reminder_2")])
+    contacted(warehouse, stage="reminder_1", day=YESTERDAY, status="planned")
+    assert plan_rows(warehouse) == {"A1": ("deferred", "min_days_between_contacts")}
+
+
+def test_a_rerun_for_a_past_date_never_goes_back_down_the_ladder(warehouse) -> None:
+    """reminder_2 went out today; a rerun for three days ago would plan reminder_1."""
+    earlier = AS_OF - dt.timedelta(days=3)
+    make_marts(warehouse, [a_stage("reminder_1", as_of_date=earlier, stage_entered_date=earlier)])
+    contacted(warehouse, stage="reminder_2", day=AS_OF)
+    assert plan_rows(warehouse, as_of=earlier) == {"A1": ("suppressed", "superseded")}
+
+
+def test_a_new_policy_version_does_not_contact_the_same_stay_again(warehouse) -> None:
+    three_days_ago = AS_OF - dt.timedelta(days=3)
+    make_marts(
+        warehouse,
+        [
+            a_stage("reminder_1", as_of_date=three_days_ago, stage_entered_date=three_days_ago),
+            a_stage("reminder_1", policy_version="2026.2", stage_entered_date=AS_OF),
+        ],
+    )
+    contacted(warehouse, stage="reminder_1", day=three_days_ago)  # under 2026.1
+    assert plan_rows(warehouse) == {"A1": ("suppressed", "already_contacted")}
+
+
+@pytest.mark.parametrize(
+    ("address", "expected"),
+    [
+        pytest.param("ann@mail.bigcorp.example", ("suppressed", "work_email"), id="a subdomain"),
+        pytest.param(" Ann@BIGCORP.example ", ("suppressed", "work_email"), id="case and spaces"),
+        pytest.param("ann@notbigcorp.example", ("planned", None), id="another domain"),
+    ],
+)
+def test_work_domains_cover_their_subdomains(warehouse, address: str, expected: tuple) -> None:
+    make_marts(warehouse, [a_stage("reminder_1")], [a_customer(email=address)])
+    contact = ContactSettings(work_email_domains=["bigcorp.example"])
+    assert plan_rows(warehouse, contact=contact) == {"A1": expected}

@@ -9,7 +9,14 @@ import duckdb
 import pytest
 
 from flows.lib.recheck import cancel_outdated, recover_interrupted
-from tests.contact_fixtures import AS_OF, a_raw_fact, contacted, manual_holds
+from tests.contact_fixtures import (
+    AS_OF,
+    a_raw_fact,
+    a_stage,
+    contacted,
+    make_marts,
+    manual_holds,
+)
 
 pytestmark = pytest.mark.integration
 PLANNED_AT = dt.datetime.combine(AS_OF, dt.time(12), dt.UTC)  # contacted() plans at noon
@@ -22,6 +29,7 @@ TODAY = AS_OF + dt.timedelta(days=1)
 def planned(warehouse: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
     """An email and a letter planned for A1, a manager review for A2."""
     manual_holds(warehouse)
+    make_marts(warehouse, [])
     a_raw_fact(warehouse, "customers", loaded_at=BEFORE)
     a_raw_fact(warehouse, "customers", loaded_at=BEFORE, customer_id="C2")
     contacted(warehouse, stage="reminder_1", day=AS_OF, status="planned")
@@ -108,6 +116,7 @@ def test_an_unsubscribe_alone_cancels_only_the_email(planned) -> None:
 
 def test_a_plan_older_than_the_catch_up_window_is_stale(warehouse) -> None:
     manual_holds(warehouse)
+    make_marts(warehouse, [])
     contacted(warehouse, day=AS_OF - dt.timedelta(days=8), status="planned")
     assert cancelled(warehouse) == {("A1", "email"): "stale_plan"}
 
@@ -115,6 +124,7 @@ def test_a_plan_older_than_the_catch_up_window_is_stale(warehouse) -> None:
 def test_a_plan_dated_after_the_run_is_left_alone(warehouse) -> None:
     """A rerun for a past date does not touch what a later run planned."""
     manual_holds(warehouse)
+    make_marts(warehouse, [])
     contacted(warehouse, day=AS_OF + dt.timedelta(days=3), status="planned")
     a_raw_fact(warehouse, "payments", loaded_at=AFTER, received_date="2026-04-05")
     assert cancelled(warehouse) == {}
@@ -125,7 +135,7 @@ def test_a_crashed_runs_sending_email_is_maybe_sent_and_a_letter_is_planned_agai
 ) -> None:
     email = contacted(warehouse, stage="reminder_1", day=AS_OF, status="sending")
     letter = contacted(warehouse, stage="final_notice", day=AS_OF, status="sending")
-    assert recover_interrupted(warehouse, "next-run") == {"maybe_sent": 1, "planned": 1}
+    assert recover_interrupted(warehouse, "next-run") == {"maybe_sent": 1, "sent": 0, "planned": 1}
     rows = dict(warehouse.execute("select action_key, status from ops.action_ledger").fetchall())
     assert rows == {email: "maybe_sent", letter: "planned"}
     log = warehouse.execute("select to_status, reason from ops.action_log order by 1").fetchall()
@@ -133,3 +143,43 @@ def test_a_crashed_runs_sending_email_is_maybe_sent_and_a_letter_is_planned_agai
         ("maybe_sent", "interrupted_while_sending"),
         ("planned", "interrupted_while_sending"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("today", "expected"),
+    [
+        pytest.param(a_stage("reminder_1", stage_entered_date=AS_OF - dt.timedelta(days=1)), {},
+                     id="still in the same stay: sent"),
+        pytest.param(a_stage("reminder_2"), {("A1", "email"): "no_longer_in_stage"},
+                     id="moved up since: the old stage's contact is not sent"),
+        pytest.param(a_stage("reminder_1", stage_entered_date=AS_OF - dt.timedelta(days=1),
+                             is_held=True), {("A1", "email"): "no_longer_in_stage"},
+                     id="held since"),
+        pytest.param(None, {("A1", "email"): "no_longer_in_stage"}, id="paid off since"),
+    ],
+)  # fmt: skip
+def test_a_contact_planned_by_an_earlier_run_goes_only_while_the_stay_lasts(
+    warehouse, today: dict | None, expected: dict
+) -> None:
+    manual_holds(warehouse)
+    make_marts(warehouse, [today] if today else [])
+    contacted(warehouse, stage="reminder_1", day=AS_OF - dt.timedelta(days=1), status="planned")
+    assert cancelled(warehouse) == expected
+
+
+def test_a_letter_whose_manifest_was_written_before_the_crash_is_sent_not_printed_again(
+    warehouse, tmp_path
+) -> None:
+    from flows.lib.printing import note_hand_off
+
+    listed = contacted(warehouse, stage="final_notice", day=AS_OF, status="sending")
+    unlisted = contacted(warehouse, account_id="A2", stage="final_notice", day=AS_OF,
+                         status="sending")  # fmt: skip
+    manifest = tmp_path / "print_manifest_run1.csv"
+    note_hand_off(
+        warehouse, {key: (tmp_path / f"{key}.pdf", manifest) for key in (listed, unlisted)}
+    )
+    manifest.write_text(f"letter_id,account_id\n{listed},A1\n", encoding="utf-8")
+    assert recover_interrupted(warehouse, "next-run") == {"maybe_sent": 0, "sent": 1, "planned": 1}
+    rows = dict(warehouse.execute("select action_key, status from ops.action_ledger").fetchall())
+    assert rows == {listed: "sent", unlisted: "planned"}

@@ -313,21 +313,23 @@ def test_a_malformed_400_is_recorded_as_failed_and_a_later_run_retries_it(
 ) -> None:
     settings = settings_for(home, httpserver)
     plan(warehouse_d0, settings)
-    httpserver.expect_ordered_request("/v3/mail/send").respond_with_data(
+    httpserver.expect_request("/v3/mail/send").respond_with_data(
         "<html>Bad Request</html>", status=400
     )
     outcome = send(warehouse_d0, settings, SendGridSender.from_settings(settings))
     assert outcome.total("failed") == 4
+    assert len(httpserver.log) == 7  # halved until each message stood alone: 1 + 2 + 4
     reasons = {reason for _, status, reason in ledger(warehouse_d0).values() if status == "failed"}
     assert reasons == {"HTTP 400 with an unreadable body: <html>Bad Request</html>"}
     # the next run plans the failed keys again and sends them
+    httpserver.clear()
     accept_all(httpserver)
     plan(warehouse_d0, settings)
     assert send(warehouse_d0, settings, SendGridSender.from_settings(settings)).total("sent") == 4
     attempts = warehouse_d0.execute(
         "select distinct attempts, times_planned from ops.action_ledger where status = 'sent'"
     ).fetchall()
-    assert attempts == [(2, 2)]
+    assert attempts == [(4, 2)]  # three refused requests each, then the one that went
 
 
 def test_a_timeout_is_maybe_sent_and_never_sent_again(warehouse_d0, home, httpserver) -> None:
@@ -493,3 +495,65 @@ def test_a_first_party_email_never_says_it_is_from_a_debt_collector(
     outbox = tmp_path / "outbox"
     send(warehouse_d0, settings, OutboxSender.from_settings(settings, outbox))
     assert "debt collector" not in eml_text(outbox, warehouse_d0, "COURTESY")
+
+
+def test_the_send_window_is_judged_when_each_request_leaves(warehouse_d0, home, httpserver) -> None:
+    """Two requests: the first leaves at 19:50 in Chicago, the second (after rate-limit waits,
+    say) at 20:05, past the window less its margin: it is scheduled for the next morning."""
+    settings = settings_for(home, httpserver)
+    plan(warehouse_d0, settings)
+    accept_all(httpserver, times=2)
+    times = iter(
+        [
+            dt.datetime(2026, 3, 31, 19, 50, tzinfo=CHICAGO).astimezone(dt.UTC),
+            dt.datetime(2026, 3, 31, 20, 5, tzinfo=CHICAGO).astimezone(dt.UTC),
+        ]
+    )
+    send_planned_emails(
+        warehouse_d0, settings, SendGridSender.from_settings(settings), as_of=D0,
+        run_id="run-1", now=EARLY.astimezone(dt.UTC), request_size=2, clock=lambda: next(times),
+    )  # fmt: skip
+    first, second = sent_bodies(httpserver)
+
+    def scheduled(body: dict) -> dict[str, int | None]:
+        return {p["to"][0]["email"]: p.get("send_at") for p in body["personalizations"]}
+
+    tomorrow_nine = int(dt.datetime(2026, 4, 1, 9, tzinfo=CHICAGO).timestamp())
+    assert set(scheduled(first).values()) == {None}  # 19:50 in Chicago: still inside
+    assert {address: at for address, at in scheduled(second).items()} == {
+        address: (None if address == "c-es@example.com" else tomorrow_nine)  # 18:05 in LA
+        for address in scheduled(second)
+    }
+    assert tomorrow_nine in scheduled(second).values()
+
+
+def test_a_letter_that_cannot_be_made_fails_alone(warehouse_d0, home, monkeypatch) -> None:
+    from flows.lib import printing
+
+    def broken(context, **_):
+        raise ValueError(f"no template for {context.template}")
+
+    monkeypatch.setattr(printing, "letter_pdf", broken)
+    settings = settings_for(home)
+    plan(warehouse_d0, settings)
+    outcome = print_planned_letters(warehouse_d0, settings, as_of=D0, run_id="r", now=INSIDE_WINDOW)
+    assert outcome.counts == {
+        ("failed", "letter error: ValueError: no template for final_notice"): 1
+    }
+    assert ledger(warehouse_d0)["LETTER"][1] == "failed"
+    assert not (settings.path("out") / "letters").exists()  # no manifest of nothing
+
+
+def test_sandbox_mode_sends_nothing_and_leaves_the_contacts_to_a_real_run(
+    warehouse_d0, home, httpserver
+) -> None:
+    settings = settings_for(home, httpserver, RECOUP_EMAIL__SANDBOX_MODE="true")
+    plan(warehouse_d0, settings)
+    httpserver.expect_ordered_request("/v3/mail/send").respond_with_data("", status=200)
+    send(warehouse_d0, settings, SendGridSender.from_settings(settings))
+    [body] = sent_bodies(httpserver)
+    assert body["mail_settings"]["sandbox_mode"]["enable"] is True
+    emails = {status for channel, status, _ in ledger(warehouse_d0).values() if channel == "email"}
+    assert emails == {"cancelled", "suppressed"}
+    # a real run plans them again (the letter is still planned from the first plan)
+    assert build_plan(warehouse_d0, settings.contact, D0, "run-2").planned() == {"email": 4}

@@ -587,14 +587,14 @@ def test_a_delivered_event_confirms_a_maybe_sent_contact_and_logs_it(
 ) -> None:
     add_ledger_row(connection, "key-1", status="maybe_sent")  # a timeout left it unclear
     add_ledger_row(connection, "key-2", status="maybe_sent")  # only opened: not proof enough
-    add_ledger_row(connection, "key-3", status="failed")  # SendGrid refused it: stays failed
+    add_ledger_row(connection, "key-3", status="failed")  # recorded failed, yet SendGrid had it
     events = [
         an_event("delivered", outbox_id="key-1"),
         an_event("open", outbox_id="key-2", email="bob@example.com"),
         an_event("processed", outbox_id="key-3", email="cy@example.com"),
     ]
     outcome = import_events(connection, events, source="t", received_at=RECEIVED)
-    assert outcome.actions_confirmed == 1
+    assert outcome.actions_confirmed == 2
     confirmed = ledger_row(connection, "key-1")
     assert (confirmed["status"], confirmed["reason"]) == ("sent", "confirmed by a delivered event")
     assert confirmed["last_event"] == "delivered"
@@ -602,14 +602,18 @@ def test_a_delivered_event_confirms_a_maybe_sent_contact_and_logs_it(
     # dated by its event: the furnishing wait of Reg F 1006.30(a) counts from the send
     assert confirmed["sent_at"] == dt.datetime.fromtimestamp(EVENT_TIME, dt.UTC)
     assert ledger_row(connection, "key-2")["status"] == "maybe_sent"
-    assert ledger_row(connection, "key-3")["status"] == "failed"
+    # proof it went: never planned and sent again
+    assert ledger_row(connection, "key-3")["status"] == "sent"
     log = connection.execute(
-        "select action_key, from_status, to_status, reason from ops.action_log"
+        "select action_key, from_status, to_status, reason from ops.action_log order by 1"
     ).fetchall()
-    assert log == [("key-1", "maybe_sent", "sent", "confirmed by a delivered event")]
+    assert log == [
+        ("key-1", "maybe_sent", "sent", "confirmed by a delivered event"),
+        ("key-3", "failed", "sent", "confirmed by a processed event"),
+    ]
     again = import_events(connection, events, source="t", received_at=RECEIVED)
     assert again.actions_confirmed == 0
-    assert scalar(connection, "select count(*) from ops.action_log") == 1
+    assert scalar(connection, "select count(*) from ops.action_log") == 2
 
 
 @integration

@@ -45,6 +45,11 @@ def zones(**known: str | None) -> tuple[str, ...]:
         pytest.param({}, ("America/Chicago",), id="nothing known: the company's zone"),
         pytest.param({"phone": "+1 211 555 0100"}, ("America/Chicago",),
                      id="a phone with no area zone adds nothing"),
+        pytest.param({"country": "US", "state": "CA", "phone": "+1 800 555 0100"},
+                     ("America/Los_Angeles",), id="a toll-free number says nothing about place"),
+        pytest.param({"country": "US", "state": "CA", "phone": "(212) 555-0100"},
+                     ("America/Los_Angeles", "America/New_York"),
+                     id="a number without +1 is read in the customer's country"),
     ],
 )  # fmt: skip
 def test_plausible_zones(known: dict[str, str], expected: tuple[str, ...]) -> None:

@@ -109,7 +109,10 @@ class TestRequestBody:
             "to": [{"email": "customer2@example.com", "name": "Customer 2"}],
             "subject": "Your account is past due (2)",
             "custom_args": {"outbox_id": second.outbox_id},
-            "headers": {"List-Unsubscribe": f"<{second.opt_out_link}>"},
+            "headers": {
+                "List-Unsubscribe": f"<{second.opt_out_link}>",
+                "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+            },
             "substitutions": {
                 "%recoup_text%": "Plain body 2\n",
                 "%recoup_html%": "<p>HTML body 2</p>\n",
@@ -318,7 +321,8 @@ class TestSendGridOverHttp:
         ]
         assert body["personalizations"][0]["send_at"] == 1_772_465_400
         assert body["personalizations"][0]["headers"] == {
-            "List-Unsubscribe": f"<{first.opt_out_link}>"
+            "List-Unsubscribe": f"<{first.opt_out_link}>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
         }
         assert body["personalizations"][1]["substitutions"] == {
             "%recoup_text%": second.text,
@@ -386,6 +390,53 @@ class TestSendGridOverHttp:
         assert waits == [2.0]
         first, second = posted_bodies(httpserver)
         assert first == second  # the retry carries the same outbox_id in custom_args
+
+    @pytest.mark.parametrize(
+        "second",
+        [
+            pytest.param(Response('{"errors": [{"message": "bad"}]}', status=400), id="then 400"),
+            pytest.param(Response("", status=429, headers={"X-RateLimit-Reset": str(int(NOW) + 999)}),
+                         id="then 429 resetting too late"),
+        ],
+    )  # fmt: skip
+    def test_a_refusal_after_a_5xx_is_maybe_sent_never_failed(
+        self, httpserver: HTTPServer, waits: list[float], second: Response
+    ) -> None:
+        """The 500 may have been accepted: a later refusal must not make it re-plannable."""
+        expect_send(httpserver).respond_with_data("", status=500)
+        expect_send(httpserver).respond_with_response(second)
+        [result] = a_sender(host_of(httpserver), waits).send([a_message()])
+
+        assert result.status == "maybe_sent"
+        assert "an earlier attempt got HTTP 500 on attempt 1" in (result.error or "")
+
+    def test_a_400_for_one_bad_address_fails_only_that_message(
+        self, httpserver: HTTPServer, waits: list[float]
+    ) -> None:
+        """SendGrid refuses the whole request; recoup splits it until the bad one is alone."""
+        bad = "customer3@example.com"
+
+        def judge(request: Request) -> Response:
+            addresses = [
+                p["to"][0]["email"] for p in json.loads(request.get_data())["personalizations"]
+            ]
+            if bad in addresses:
+                return Response(
+                    json.dumps({"errors": [{"message": "Invalid email", "field": "to"}]}),
+                    status=400,
+                )
+            return accepted(f"ok-{len(addresses)}")
+
+        httpserver.expect_request(MAIL_SEND, method="POST").respond_with_handler(judge)
+        results = a_sender(host_of(httpserver), waits).send([a_message(n) for n in range(1, 5)])
+
+        by_address = {f"customer{int(r.outbox_id, 16)}@example.com": r.status for r in results}
+        assert by_address == {
+            "customer1@example.com": "sent", "customer2@example.com": "sent",
+            bad: "failed", "customer4@example.com": "sent",
+        }  # fmt: skip
+        assert len(httpserver.log) == 5  # 4 → 2 + 2 → the bad pair → 1 + 1
+        assert waits == []
 
     def test_503_every_time_is_maybe_sent_after_max_attempts(
         self, httpserver: HTTPServer, waits: list[float]
@@ -593,6 +644,7 @@ class TestOutbox:
         assert parsed["Message-ID"] == f"<{message.outbox_id}@recoup.outbox>"
         assert parsed["X-Recoup-Outbox-Id"] == message.outbox_id
         assert parsed["List-Unsubscribe"] == f"<{message.opt_out_link}>"
+        assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
         assert parsed["X-Recoup-Send-At"] == "2026-03-02T15:30:00+00:00"
         assert before <= parsed["Date"].datetime <= after
         assert parsed["Date"].datetime.utcoffset() == dt.timedelta(0)

@@ -2,8 +2,10 @@
 email must carry, the third-party and servicemember variants, languages and locales, letters
 as PDF.
 
-Golden files live in tests/fixtures/golden/; `pytest tests/test_templates.py --update-golden`
-rewrites them from the current templates (then read the diff before committing).
+Golden files live in tests/fixtures/golden/: emails as rendered; letters as their data
+(`.letter.json`) and the text of their PDF (`.letter.txt`).
+`pytest tests/test_templates.py --update-golden` rewrites them from the current templates (then
+read the diff before committing).
 """
 
 from __future__ import annotations
@@ -11,7 +13,10 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import io
+import json
+import re
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from pathlib import Path
 
@@ -20,8 +25,9 @@ import pytest
 from markupsafe import escape
 from pypdf import PdfReader
 
+from flows.lib import letters
 from flows.lib.contact_data import amounts_asked
-from flows.lib.letters import letter_pdf
+from flows.lib.letters import LetterRenderError, letter_data, letter_pdf
 from flows.lib.templates import (
     EMAIL_TEMPLATES,
     LANGUAGES,
@@ -36,7 +42,6 @@ from flows.lib.templates import (
     environment,
     missing_templates,
     render_email,
-    render_letter,
     template_language,
 )
 
@@ -51,6 +56,9 @@ DISCLOSURE = {
 # Words that only a sentence about agency placement uses: absent for servicemembers.
 PLACEMENT_WORDS = {"en": "collection agency", "es": "agencia de cobranza"}
 HOSTILE_NAMES = ["<script>alert(1)</script>", '"><img src=x onerror=alert(1)>']
+# Typst markup and code in a name: a letter must print them as they are.
+TYPST_NAMES = ["#set page(width: 1cm) *bold* $x$", 'Ann ]) #panic("boom") // @ref <label>']
+CREATED = dt.datetime(2026, 3, 16, 6, 0, tzinfo=dt.UTC)
 
 ACME = CompanyIdentity(
     name="Acme Water & Power",  # the "&" must stay "&" in subjects and text
@@ -195,10 +203,31 @@ def email_golden(context: ContactContext) -> tuple[str, str]:
     return f"Subject: {rendered.subject}\n\n{rendered.text}", rendered.html
 
 
+def pdf_pages(pdf: bytes) -> list[str]:
+    """The text of each page, as pypdf extracts it, without trailing spaces."""
+    pages = (page.extract_text() for page in PdfReader(io.BytesIO(pdf)).pages)
+    return ["\n".join(line.rstrip() for line in text.splitlines()) for text in pages]
+
+
+def letter_golden(context: ContactContext) -> tuple[str, str]:
+    """The letter's data as pretty JSON, and the text of its PDF page by page."""
+    data = json.dumps(letter_data(context), indent=2, ensure_ascii=False) + "\n"
+    pages = pdf_pages(letter_pdf(context, title="Letter", created=CREATED))
+    text = "".join(f"--- page {n}/{len(pages)} ---\n{page}\n" for n, page in enumerate(pages, 1))
+    return data, text
+
+
+def letter_text(context: ContactContext) -> str:
+    """The letter's PDF text on one line: a sentence that wraps still matches (Typst breaks
+    lines at spaces and after hyphens only)."""
+    text = "\n".join(pdf_pages(letter_pdf(context, title="Letter", created=CREATED)))
+    return " ".join(re.sub(r"-\n", "-", text).split())
+
+
 def rendered_bodies(context: ContactContext) -> list[str]:
-    """The letter, or the email's text and HTML."""
+    """The text of the letter's PDF, or the email's text and HTML."""
     if context.template in LETTER_TEMPLATES:
-        return [render_letter(context)]
+        return [letter_text(context)]
     rendered = render_email(context)
     return [rendered.text, rendered.html]
 
@@ -230,9 +259,10 @@ def test_email_matches_its_golden_files(template: str, language: str, update_gol
 
 
 @pytest.mark.parametrize(("template", "language"), every_letter())
-def test_letter_matches_its_golden_file(template: str, language: str, update_golden: bool) -> None:
-    html = render_letter(a_context(template, language))
-    check_golden(f"{template}__{language}.letter.html", html, update_golden)
+def test_letter_matches_its_golden_files(template: str, language: str, update_golden: bool) -> None:
+    data, text = letter_golden(a_context(template, language))
+    check_golden(f"{template}__{language}.letter.json", data, update_golden)
+    check_golden(f"{template}__{language}.letter.txt", text, update_golden)
 
 
 @pytest.mark.parametrize(
@@ -240,14 +270,18 @@ def test_letter_matches_its_golden_file(template: str, language: str, update_gol
     [
         pytest.param("reminder_1", "en", ("txt", "html"), id="reminder_1-en email"),
         pytest.param("reminder_1", "es", ("txt",), id="reminder_1-es email"),
-        pytest.param("final_notice", "en", ("letter.html",), id="final_notice-en letter"),
+        pytest.param(
+            "final_notice", "en", ("letter.json", "letter.txt"), id="final_notice-en letter"
+        ),
     ],
 )
 def test_third_party_renders_match_their_golden_files(
     template: str, language: str, suffixes: tuple[str, ...], update_golden: bool
 ) -> None:
     context = a_third_party_context(template, language)
-    renders = {"letter.html": render_letter(context)} if template in LETTER_TEMPLATES else {}
+    renders = {}
+    if template in LETTER_TEMPLATES:
+        renders["letter.json"], renders["letter.txt"] = letter_golden(context)
     if template in EMAIL_TEMPLATES:
         renders["txt"], renders["html"] = email_golden(context)
     for suffix in suffixes:
@@ -271,13 +305,20 @@ def test_customer_name_is_escaped_in_html_and_verbatim_in_text(
     assert name in rendered.text
 
 
-@pytest.mark.parametrize("name", HOSTILE_NAMES, ids=["script tag", "attribute break-out"])
+@pytest.mark.parametrize(
+    "name",
+    HOSTILE_NAMES + TYPST_NAMES,
+    ids=["script tag", "attribute break-out", "typst markup", "typst code"],
+)
 @pytest.mark.parametrize(("template", "language"), every_letter())
-def test_customer_name_is_escaped_in_letters(template: str, language: str, name: str) -> None:
-    html = render_letter(a_context(template, language, customer_name=name))
-    assert name not in html
-    assert "<script" not in html and "<img" not in html
-    assert str(escape(name)) in html
+def test_customer_name_prints_literally_in_letters(template: str, language: str, name: str) -> None:
+    pages = pdf_pages(
+        letter_pdf(a_context(template, language, customer_name=name), title="x", created=CREATED)
+    )
+    assert len(pages) == 1  # "#set page(...)" changed nothing
+    lines = pages[0].splitlines()
+    assert name in lines  # the address block, exactly as given
+    assert any(name in line for line in lines if line != name)  # and the greeting
 
 
 @pytest.mark.parametrize(("template", "language"), every_email())
@@ -338,11 +379,24 @@ def test_missing_templates_names_a_missing_file(tmp_path: Path) -> None:
     assert missing_templates(root) == ["_partials/es/phrases.j2", "reminder_2/es/body.html.j2"]
 
 
+def test_missing_templates_names_a_missing_letter_file(tmp_path: Path) -> None:
+    root = tmp_path / "contact_templates"
+    shutil.copytree(TEMPLATES_DIR, root)
+    (root / "final_notice" / "es" / "letter.typ").unlink()
+    (root / "_partials" / "en" / "letter_phrases.typ").unlink()
+    assert missing_templates(root) == [
+        "_partials/en/letter_phrases.typ",
+        "final_notice/es/letter.typ",
+    ]
+
+
 def test_renderers_refuse_a_template_of_the_other_channel() -> None:
     with pytest.raises(ValueError, match="not an email template"):
         render_email(a_context("final_notice"))
     with pytest.raises(ValueError, match="not a letter template"):
-        render_letter(a_context("reminder_1"))
+        letter_pdf(a_context("reminder_1"), title="x", created=CREATED)
+    with pytest.raises(ValueError, match="not a letter template"):
+        letter_data(a_context("reminder_1"))
 
 
 # --- what every contact carries ----------------------------------------------------------
@@ -408,10 +462,10 @@ def test_other_customers_are_told_what_may_happen_next(
 
 
 def test_pre_placement_notice_offers_the_email_opt_out_before_placement() -> None:
-    html = render_letter(a_context("pre_placement_notice"))
-    assert "We may transfer this debt to a debt collector" in html
-    assert "within 35 days of the date of this letter" in html
-    assert "on or after April 14, 2026" in html
+    text = letter_text(a_context("pre_placement_notice"))
+    assert "We may transfer this debt to a debt collector" in text
+    assert "within 35 days of the date of this letter" in text
+    assert "on or after April 14, 2026" in text
 
 
 # --- languages and locales ---------------------------------------------------------------
@@ -477,13 +531,11 @@ def test_a_spanish_email_in_euros_formats_money_and_dates_in_spanish() -> None:
 
 # --- letters as PDF ----------------------------------------------------------------------
 
-CREATED = dt.datetime(2026, 3, 16, 6, 0, tzinfo=dt.UTC)
-
 
 @pytest.mark.parametrize("name", ["Łukasz Żółć", "Zoë Brontë-Ørsted"])
 def test_letter_pdf_prints_any_customer_name_and_the_amount(name: str) -> None:
     context = a_context("final_notice", customer_name=name)
-    pdf = letter_pdf(render_letter(context), title="Final notice", created=CREATED)
+    pdf = letter_pdf(context, title="Final notice", created=CREATED)
     assert pdf.startswith(b"%PDF-")
     reader = PdfReader(io.BytesIO(pdf))
     text = "\n".join(page.extract_text() for page in reader.pages)
@@ -492,15 +544,122 @@ def test_letter_pdf_prints_any_customer_name_and_the_amount(name: str) -> None:
     assert reader.metadata is not None
     assert reader.metadata.title == "Final notice"
     assert reader.metadata.creation_date == CREATED
+    assert reader.pages[0].mediabox.width == 612 and reader.pages[0].mediabox.height == 792
+
+
+def test_letter_pdf_embeds_only_the_shipped_fonts() -> None:
+    reader = PdfReader(
+        io.BytesIO(
+            letter_pdf(a_third_party_context("final_notice", "es"), title="x", created=CREATED)
+        )
+    )
+    fonts = {
+        str(font.get_object()["/BaseFont"]).split("+")[-1]
+        for page in reader.pages
+        for font in page["/Resources"]["/Font"].values()
+    }
+    assert fonts == {"DejaVuSans", "DejaVuSans-Bold"}  # subset prefix ("ABCDEF+") dropped
+
+
+def test_letter_data_is_plain_json() -> None:
+    data = letter_data(a_third_party_context("final_notice", "es"))
+    assert json.loads(json.dumps(data)) == data  # no Decimal, no date, no tuple
+    assert data["third_party"] is True and data["servicemember"] is False
+    assert data["amount_due"] == "$185.50"
+    assert data["validation"]["validation_end_date"] == "22 de abril de 2026"
+    assert data["items"][0]["due_date"] == "13 feb 2026"
+    assert data["items"][0]["disputed_amount"] is None  # nothing disputed: nothing shown
+
+
+def test_a_letter_lists_what_is_not_yet_due_apart_from_what_it_asks_for() -> None:
+    text = letter_text(a_context("final_notice", not_yet_due_amount=Decimal("50.00")))
+    assert "Not yet due (for your information) $50.00" in text
+    assert "Amount to pay $185.50" in text
+
+
+def test_letter_data_refuses_a_missing_date() -> None:
+    with pytest.raises(TypeError, match="oldest_due_date is None, not a date"):
+        letter_data(a_context("final_notice", oldest_due_date=None))
 
 
 def test_letter_pdf_is_deterministic() -> None:
-    html = render_letter(a_third_party_context("final_notice", "es"))
-    first = letter_pdf(html, title="Último aviso", created=CREATED)
-    assert letter_pdf(html, title="Último aviso", created=CREATED) == first
-    assert letter_pdf(html, title="Último aviso", created=CREATED + dt.timedelta(days=1)) != first
+    context = a_third_party_context("final_notice", "es")
+    first = letter_pdf(context, title="Último aviso", created=CREATED)
+    assert letter_pdf(context, title="Último aviso", created=CREATED) == first
+    later = CREATED + dt.timedelta(days=1)
+    assert letter_pdf(context, title="Último aviso", created=later) != first
+
+
+def test_a_letter_does_not_depend_on_the_letters_rendered_before_it() -> None:
+    # The compilers are cached per template file; each letter brings its own sys.inputs.
+    ann, bob = (a_context("final_notice", customer_name=name) for name in ("Ann Lee", "Bob Roe"))
+    letters._compiler.cache_clear()
+    ann_first = letter_pdf(ann, title="x", created=CREATED)
+    letters._compiler.cache_clear()
+    letter_pdf(bob, title="x", created=CREATED)
+    assert letter_pdf(ann, title="x", created=CREATED) == ann_first
+
+
+def test_letters_can_be_rendered_from_several_threads() -> None:
+    contexts = [a_context("final_notice", customer_name=f"Customer {n}") for n in range(12)]
+    alone = [letter_pdf(context, title="x", created=CREATED) for context in contexts]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        together = list(pool.map(lambda c: letter_pdf(c, title="x", created=CREATED), contexts))
+    assert together == alone
+
+
+def test_the_validation_notice_has_a_page_of_its_own() -> None:
+    first, second = pdf_pages(
+        letter_pdf(a_third_party_context("final_notice"), title="x", created=CREATED)
+    )
+    assert "Validation notice" not in first and "Validation notice" in second
+    assert "Lakeshore Recovery Services · Account: ACC-10027 · Zoë Whitfield" in second
+    assert first.rstrip().endswith("1/2") and second.rstrip().endswith("2/2")
+
+
+@pytest.mark.parametrize(
+    ("broken", "expected"),
+    [
+        pytest.param(
+            ("#data.pay_by_date", "#data.pay_by_dat"),
+            'does not contain key "pay_by_dat"',
+            id="unknown field",
+        ),
+        pytest.param(
+            ("heading: [Final notice]", "heading: [Final notice"), "unclosed", id="syntax error"
+        ),
+        pytest.param(
+            ("heading: [Final notice]", 'heading: text(font: "Arial")[Final notice]'),
+            "unknown font family: arial",
+            id="a warning: a font that is not shipped",
+        ),
+    ],
+)
+def test_a_broken_template_names_itself_and_the_typst_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, broken: tuple[str, str], expected: str
+) -> None:
+    root = tmp_path / "contact_templates"
+    shutil.copytree(TEMPLATES_DIR, root)
+    letter = root / "final_notice" / "en" / "letter.typ"
+    letter.write_text(letter.read_text(encoding="utf-8").replace(*broken), encoding="utf-8")
+    monkeypatch.setattr(letters, "TEMPLATES_DIR", root)
+    with pytest.raises(LetterRenderError) as error:
+        letter_pdf(a_context("final_notice"), title="x", created=CREATED)
+    assert "contact_templates/final_notice/en/letter.typ did not compile" in str(error.value)
+    assert expected in str(error.value)
+
+
+def test_a_missing_letter_template_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "contact_templates"
+    shutil.copytree(TEMPLATES_DIR, root)
+    (root / "final_notice" / "es" / "letter.typ").unlink()
+    monkeypatch.setattr(letters, "TEMPLATES_DIR", root)
+    with pytest.raises(LetterRenderError, match=r"final_notice/es/letter\.typ does not exist"):
+        letter_pdf(a_context("final_notice", "es"), title="x", created=CREATED)
 
 
 def test_letter_pdf_wants_an_aware_creation_date() -> None:
     with pytest.raises(ValueError, match="time zone"):
-        letter_pdf("<p>x</p>", title="x", created=dt.datetime(2026, 3, 16))
+        letter_pdf(a_context("final_notice"), title="x", created=dt.datetime(2026, 3, 16))

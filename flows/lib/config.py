@@ -124,17 +124,24 @@ class ContactSettings(_Section):
         description="Payment page; {account_id} is replaced.",
     )
     opt_out_link: str = Field(
-        "https://acme-utilities.example/email-preferences?ref={outbox_id}",
-        description="Email opt-out page; {outbox_id} (an opaque key, no PII) is replaced.",
+        "https://collections.acme-utilities.example/opt-out?ref={outbox_id}",
+        description="Email opt-out page: where `recoup events serve` answers /opt-out; "
+        "{outbox_id} (an opaque key, no PII) is replaced.",
     )
     pay_within_days: int = Field(
         14, ge=1, le=60, description="Reminders past due ask for payment within this many days."
     )
     window_start_hour: int = Field(
-        8, ge=0, le=23, description="Earliest local hour a contact may be sent (Reg F: 8)."
+        8,
+        ge=8,
+        le=20,
+        description="Earliest local hour a contact may be sent; Reg F 1006.6(b) allows 8.",
     )
     window_end_hour: int = Field(
-        21, ge=1, le=24, description="Contacts are sent before this local hour (Reg F: 21)."
+        21,
+        ge=9,
+        le=21,
+        description="Contacts are sent before this local hour; Reg F 1006.6(b) allows 21.",
     )
     window_margin_minutes: int = Field(
         60, ge=0, le=180, description="Kept clear inside both ends of the window for queueing."

@@ -96,7 +96,7 @@ def load_planned_contacts(
         return [], []
     sent_on = sent_on or as_of
     third_party = settings.collector_type == "third_party"
-    validation_end = _validation_end(connection, sent_on) if third_party else None
+    period_end = validation_end(connection, sent_on) if third_party else None
     rows = connection.execute(
         """
         with
@@ -125,6 +125,7 @@ def load_planned_contacts(
             select distinct account_id from ops.action_ledger
             where
                 status in ('sending', 'sent', 'maybe_sent')
+                and channel in ('email', 'letter')  -- a queued call is not a communication
                 and not list_contains($keys, action_key)
         ),
 
@@ -248,9 +249,9 @@ def load_planned_contacts(
         amount_due, not_yet_due = amounts_asked(open_items, collectible)
         pay_by = _pay_by(oldest_due, as_of, settings.contact.pay_within_days)
         validation = None
-        if third_party and is_initial and itemized[0] is not None and validation_end:
-            validation = _validation_notice(settings, itemized, validation_end)
-            pay_by = max(pay_by, validation_end)
+        if third_party and is_initial and itemized[0] is not None and period_end:
+            validation = _validation_notice(settings, itemized, period_end)
+            pay_by = max(pay_by, period_end)
         context = ContactContext(
             template=template,
             language=chosen,
@@ -323,7 +324,7 @@ def amounts_asked(items: tuple[OpenItem, ...], collectible: Decimal) -> tuple[De
     return asked, collectible - asked
 
 
-def _validation_end(connection: duckdb.DuckDBPyConnection, sent_on: dt.date) -> dt.date | None:
+def validation_end(connection: duckdb.DuckDBPyConnection, sent_on: dt.date) -> dt.date | None:
     """The last day of the validation period for a notice provided on `sent_on`: receipt is
     assumed five days later not counting Saturdays, Sundays and legal public holidays
     (marts.dim_calendar), and the period ends 30 days after that."""

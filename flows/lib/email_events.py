@@ -66,10 +66,19 @@ SUPPRESSION_REASONS: dict[str, str] = {
 }
 TEMPORARY_BOUNCE_TYPE = "blocked"
 
-# Events that prove SendGrid had the message: a ledger row still `sending` or `maybe_sent` is
-# then `sent` (an open or click implies it too, but machine opens make them weak evidence).
+# Events that prove SendGrid had the message: a ledger row not yet `sent` is then `sent` (an
+# open or click implies it too, but machine opens make them weak evidence). That includes a
+# row recorded `failed` and one planned again since: the event is proof that it went, and a
+# key that went is never sent again.
 CONFIRMING_EVENTS: tuple[str, ...] = ("processed", "delivered", "deferred", "bounce", "dropped")
-CONFIRMABLE_STATUSES: tuple[Status, ...] = ("maybe_sent", "sending")
+CONFIRMABLE_STATUSES: tuple[Status, ...] = (
+    "maybe_sent",
+    "sending",
+    "failed",
+    "planned",
+    "deferred",
+    "cancelled",
+)
 
 # The ledger's `last_event` only ever moves up this order (ties: the later event wins), so the
 # same events give the same `last_event` whatever order they arrive in. `blocked` is how the

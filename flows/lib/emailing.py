@@ -16,18 +16,20 @@ overtook):
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import zoneinfo
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import duckdb
 import jinja2
 
 from flows.lib.config import Settings
-from flows.lib.contact_data import PlannedContact, load_planned_contacts
-from flows.lib.ledger import ChannelOutcome, Outcome, record_outcomes, transition
+from flows.lib.contact_data import PlannedContact, load_planned_contacts, validation_end
+from flows.lib.ledger import ChannelOutcome, Outcome, claim, record_outcomes, transition
 from flows.lib.messages import EmailMessage, EmailSender, SendAborted, SendResult
 from flows.lib.planner import ALL_ACCOUNTS, ContactScope
 from flows.lib.send_window import SendWindow, next_send_time, plausible_zones
@@ -35,6 +37,11 @@ from flows.lib.templates import missing_templates, render_email
 
 logger = logging.getLogger(__name__)
 OUTBOX_REQUEST_SIZE = 500  # the outbox folder has no request limit; keep ledger commits few
+# a template (or its data) that cannot render: Jinja's errors, and the money and date
+# filters' refusals of a missing value
+RENDER_ERRORS = (jinja2.TemplateError, TypeError, ValueError)
+_T = TypeVar("_T")
+SANDBOXED = "sandbox_mode: validated by SendGrid, not sent"
 
 
 class TemplatesNotReady(RuntimeError):
@@ -82,8 +89,13 @@ def send_planned_emails(
     now: dt.datetime,
     scope: ContactScope = ALL_ACCOUNTS,
     request_size: int | None = None,
+    clock: Callable[[], dt.datetime] | None = None,
 ) -> ChannelOutcome:
-    """Send the run's planned emails; what became of them, per status and reason."""
+    """Send the run's planned emails; what became of them, per status and reason.
+
+    `now` is when the step starts; `clock` (default: `now` for every request) gives the time
+    each request is sent, so the send window is judged when the request leaves, not when the
+    step began (rate-limit waits and retries can take a while)."""
     outcome = ChannelOutcome("email", provider=sender.provider)
     keys = planned_keys(connection, "email", as_of, scope)
     if not keys:
@@ -93,9 +105,10 @@ def send_planned_emails(
         raise TemplatesNotReady(
             "contact templates are missing, so no email was sent: " + ", ".join(missing)
         )
-    sent_on = now.astimezone(zoneinfo.ZoneInfo(settings.company.timezone)).date()
+    company_zone = zoneinfo.ZoneInfo(settings.company.timezone)
+    sent_on = max(now.astimezone(company_zone).date(), as_of)
     contacts, nothing_owed = load_planned_contacts(
-        connection, settings, keys, as_of, sent_on=max(sent_on, as_of)
+        connection, settings, keys, as_of, sent_on=sent_on
     )
     outcome.add(
         "cancelled",
@@ -107,12 +120,12 @@ def send_planned_emails(
     )  # fmt: skip
     _preflight(contacts)
     window = send_window(settings)
-    ready: list[tuple[PlannedContact, dt.datetime | None]] = []
-    held_back: list[Outcome] = []
+    addressed: list[tuple[PlannedContact, tuple[str, ...]]] = []
+    unaddressed: list[Outcome] = []
     for contact in contacts:
         recipient = contact.recipient
         if not recipient.email:
-            held_back.append(Outcome(contact.action_key, "suppressed", "no_email_address"))
+            unaddressed.append(Outcome(contact.action_key, "suppressed", "no_email_address"))
             continue
         zones = plausible_zones(
             timezone=recipient.timezone,
@@ -122,32 +135,34 @@ def send_planned_emails(
             phone=recipient.phone,
             fallback=settings.company.timezone,
         )
-        send_at = next_send_time(now, zones, window)
-        if send_at is None:
-            held_back.append(Outcome(contact.action_key, "deferred", "no_lawful_send_time"))
-            continue
-        ready.append((contact, None if send_at == now else send_at))
-    record_outcomes(connection, held_back, run_id=run_id)
-    for each in held_back:
-        outcome.add(each.status, each.reason)
+        addressed.append((contact, zones))
+    _record(connection, outcome, unaddressed, run_id)
 
     size = request_size or (
         settings.email.batch_size if sender.provider.startswith("sendgrid") else OUTBOX_REQUEST_SIZE
     )
-    for batch in request_batches(ready, size):
-        messages, failures = _render(batch)
-        record_outcomes(connection, failures, run_id=run_id)
-        for failure in failures:
-            outcome.add(failure.status, failure.reason)
+    for batch in request_batches(addressed, size):
+        current = clock() if clock is not None else now
+        ready, held_back = [], []
+        for contact, zones in batch:
+            send_at = next_send_time(current, zones, window)
+            if send_at is None:
+                held_back.append(Outcome(contact.action_key, "deferred", "no_lawful_send_time"))
+                continue
+            released_on = send_at.astimezone(company_zone).date()
+            if released_on > sent_on and contact.context.validation is not None:
+                contact = _validation_from(connection, contact, released_on)
+            ready.append((contact, None if send_at == current else send_at))
+        messages, failures = _render(ready)
+        _record(connection, outcome, held_back + failures, run_id)
+        claimed = set(
+            claim(connection, [message.outbox_id for message, _ in messages], run_id=run_id)
+        )
+        messages = [
+            (message, contact) for message, contact in messages if message.outbox_id in claimed
+        ]
         if not messages:
             continue
-        transition(
-            connection,
-            [message.outbox_id for message, _ in messages],
-            "sending",
-            run_id=run_id,
-            only_from=("planned",),
-        )
         aborted: SendAborted | None = None
         try:
             results = sender.send([message for message, _ in messages])
@@ -157,7 +172,7 @@ def send_planned_emails(
                 SendResult(message.outbox_id, "failed", sender.provider, 1, error=str(error))
                 for message, _ in messages
             ]
-        recorded = _outcomes(results, messages, sent_at=now)
+        recorded = _outcomes(results, messages, sent_at=current)
         record_outcomes(connection, recorded, run_id=run_id)
         for each in recorded:
             outcome.add(each.status, each.reason if each.status != "sent" else None)
@@ -170,15 +185,43 @@ def send_planned_emails(
     return outcome
 
 
+def _record(
+    connection: duckdb.DuckDBPyConnection,
+    outcome: ChannelOutcome,
+    outcomes: list[Outcome],
+    run_id: str,
+) -> None:
+    record_outcomes(connection, outcomes, run_id=run_id)
+    for each in outcomes:
+        outcome.add(each.status, each.reason)
+
+
+def _validation_from(
+    connection: duckdb.DuckDBPyConnection, contact: PlannedContact, released_on: dt.date
+) -> PlannedContact:
+    """The validation period counts from the day the email is released (a send scheduled
+    into tomorrow's window is provided tomorrow), and the pay-by date never precedes it."""
+    end = validation_end(connection, released_on)
+    validation = contact.context.validation
+    if end is None or validation is None or end <= validation.validation_end_date:
+        return contact
+    context = dataclasses.replace(
+        contact.context,
+        validation=dataclasses.replace(validation, validation_end_date=end),
+        pay_by_date=max(contact.context.pay_by_date, end),
+    )
+    return dataclasses.replace(contact, context=context)
+
+
 def request_batches(
-    ready: Sequence[tuple[PlannedContact, dt.datetime | None]], size: int
-) -> Iterator[list[tuple[PlannedContact, dt.datetime | None]]]:
+    items: Sequence[tuple[PlannedContact, _T]], size: int
+) -> Iterator[list[tuple[PlannedContact, _T]]]:
     """Requests of at most `size` messages in which each address appears once: the k-th
     message to an address goes into the k-th round of requests."""
-    rounds: list[list[tuple[PlannedContact, dt.datetime | None]]] = []
+    rounds: list[list[tuple[PlannedContact, _T]]] = []
     seen: dict[str, int] = {}
-    for item in ready:
-        address = (item[0].recipient.email or "").lower()
+    for item in items:
+        address = (item[0].recipient.email or "").strip().lower()
         position = seen.get(address, 0)
         seen[address] = position + 1
         if position == len(rounds):
@@ -197,7 +240,7 @@ def _preflight(contacts: Sequence[PlannedContact]) -> None:
     for (template, language), contact in sorted(samples.items()):
         try:
             render_email(contact.context)
-        except jinja2.TemplateError as error:
+        except RENDER_ERRORS as error:
             raise TemplatesNotReady(
                 f"template {template} ({language}) does not render, so no email was sent: "
                 f"{error.__class__.__name__}: {error}"
@@ -211,7 +254,7 @@ def _render(
     for contact, send_at in batch:
         try:
             rendered = render_email(contact.context)
-        except jinja2.TemplateError as error:
+        except RENDER_ERRORS as error:
             failures.append(
                 Outcome(
                     contact.action_key,
@@ -244,15 +287,19 @@ def _outcomes(
     outcomes = []
     for result in results:
         message, contact = by_key[result.outbox_id]
+        sandboxed = result.provider == "sendgrid-sandbox" and result.status == "sent"
         outcomes.append(
             Outcome(
                 action_key=result.outbox_id,
-                status=result.status,
-                reason=result.error,
+                # sandbox mode: SendGrid validated it and sent nothing, so a real run still must
+                status="cancelled" if sandboxed else result.status,
+                reason="sandbox_mode: validated by SendGrid, not sent"
+                if sandboxed
+                else result.error,
                 attempts=result.attempts,
                 provider=result.provider,
                 provider_message_id=result.provider_message_id,
-                sent_at=sent_at if result.status == "sent" else None,
+                sent_at=sent_at if result.status == "sent" and not sandboxed else None,
                 send_at=message.send_at,
                 recipient=message.to_address,
                 language=contact.context.language,

@@ -201,6 +201,21 @@ def transition(
     return moved
 
 
+def claim(connection: duckdb.DuckDBPyConnection, keys: Sequence[str], *, run_id: str) -> list[str]:
+    """Move `keys` from `planned` to `sending` and return the ones that moved: only those
+    may be handed to a provider."""
+    transition(connection, keys, "sending", run_id=run_id, only_from=("planned",))
+    if not keys:
+        return []
+    rows = connection.execute(
+        "select action_key from ops.action_ledger "
+        "where list_contains(?, action_key) and status = 'sending'",
+        [list(keys)],
+    ).fetchall()
+    claimed = {key for (key,) in rows}
+    return [key for key in keys if key in claimed]
+
+
 def status_counts(connection: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], int]:
     """How many actions per (channel, status)."""
     rows = connection.execute(

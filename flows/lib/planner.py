@@ -48,6 +48,7 @@ from flows.lib.config import ContactSettings
 from flows.lib.ledger import ACTION_KEY_SQL, CONTACTED, REPLANNABLE
 
 PLAN_TABLE = "_contact_plan"
+STAY_LOOKBACK_DAYS = 90  # a same-stage contact further away than this is an earlier stay
 CUSTOMER_CHANNELS = ("email", "letter", "phone")
 LEDGER_CHANNELS = (*CUSTOMER_CHANNELS, "manager")
 
@@ -107,7 +108,7 @@ def build_plan(
 ) -> Plan:
     """Judge today's candidates into the temp table `_contact_plan`; count them."""
     scope_sql, scope_parameters = scope.sql("history")
-    contacted = _sql_list(CONTACTED)
+    contacted = _sql_list((*CONTACTED, "planned"))
     parameters: dict[str, object] = {
         "as_of": as_of,
         "catch_up_days": contact.catch_up_days,
@@ -116,6 +117,7 @@ def build_plan(
         "letter_cap": contact.max_letters_per_7_days,
         "call_cap": contact.max_calls_per_7_days,
         "min_days": contact.min_days_between_contacts,
+        "stay_lookback_days": STAY_LOOKBACK_DAYS,
         **scope_parameters,
     }
     connection.execute(
@@ -162,38 +164,64 @@ def build_plan(
             where ledger.status is null or ledger.status in {_sql_list(REPLANNABLE)}
         ),
 
-        -- contacts that went out (or may have), dated by the run that made them
+        -- contacts that went out, may have, or are planned to, dated by the run that made them
         contacts as (
             select
                 action_key,
                 account_id,
+                customer_id,
                 stage,
-                policy_version,
+                stage_order,
                 channel,
                 as_of_date as contact_day
             from ledger
             where status in {contacted}
         ),
 
-        contact_counts as (
+        -- caps count per account (per debt) and channel
+        channel_counts as (
             select
                 candidates.action_key,
-                count(*) filter (
-                    where
-                        contacts.channel = candidates.channel
-                        and contacts.contact_day between $as_of - 6 and $as_of
-                ) as same_channel_last_7_days,
-                min(abs(contacts.contact_day - $as_of)) filter (
-                    where contacts.channel in {_sql_list(CUSTOMER_CHANNELS)}
-                ) as days_to_nearest_contact
+                count(*) as same_channel_last_7_days
             from candidates
             inner join contacts
-                on candidates.account_id = contacts.account_id
+                on
+                    candidates.account_id = contacts.account_id
+                    and candidates.channel = contacts.channel
+                    and contacts.contact_day between $as_of - 6 and $as_of
             group by candidates.action_key
         ),
 
+        -- spacing counts per customer: two accounts, one person
+        spacing as (
+            select
+                candidates.action_key,
+                min(abs(contacts.contact_day - $as_of)) as days_to_nearest_contact
+            from candidates
+            inner join contacts
+                on
+                    candidates.customer_id = contacts.customer_id
+                    and contacts.channel in {_sql_list(CUSTOMER_CHANNELS)}
+            group by candidates.action_key
+        ),
+
+        -- a rerun for a past date never goes back down the ladder: a later-dated run already
+        -- contacted the account about a stage above this one
+        superseded as (
+            select distinct candidates.action_key
+            from candidates
+            inner join contacts
+                on
+                    candidates.account_id = contacts.account_id
+                    and contacts.contact_day > $as_of
+                    and contacts.stage_order > candidates.stage_order
+                    and contacts.channel in {_sql_list(CUSTOMER_CHANNELS)}
+        ),
+
         -- the same stage contacted under another key (a rerun for a past date can date a stage
-        -- entry differently): a duplicate unless the account left the stage in between
+        -- entry differently, a new policy version renames nothing): a duplicate unless the
+        -- account left the stage in between. Contacts more than STAY_LOOKBACK_DAYS away belong
+        -- to an earlier stay.
         same_stage as (
             select
                 candidates.action_key,
@@ -206,8 +234,8 @@ def build_plan(
                 on
                     candidates.account_id = contacts.account_id
                     and candidates.stage = contacts.stage
-                    and candidates.policy_version = contacts.policy_version
                     and candidates.action_key <> contacts.action_key
+                    and abs(contacts.contact_day - $as_of) <= $stay_lookback_days
         ),
 
         run_days as (
@@ -264,7 +292,13 @@ def build_plan(
                     when
                         candidates.channel = 'email'
                         and customers.customer_type = 'consumer'
-                        and list_contains($work_domains, lower(split_part(customers.email, '@', 2)))
+                        and len(list_filter(
+                            $work_domains,
+                            lambda domain: lower(split_part(trim(customers.email), '@', 2))
+                            = domain
+                            or lower(split_part(trim(customers.email), '@', 2))
+                            like '%.' || domain
+                        )) > 0
                         then 'suppressed:work_email'
                     when
                         candidates.channel = 'letter'
@@ -285,15 +319,17 @@ def build_plan(
                     when candidates.channel = 'manager' then 'planned'
                     when already_contacted.action_key is not null
                         then 'suppressed:already_contacted'
+                    when superseded.action_key is not null
+                        then 'suppressed:superseded'
                     when
-                        coalesce(contact_counts.same_channel_last_7_days, 0) >= case
+                        coalesce(channel_counts.same_channel_last_7_days, 0) >= case
                             candidates.channel
                             when 'email' then $email_cap
                             when 'letter' then $letter_cap
                             else $call_cap
                         end
                         then 'deferred:frequency_cap'
-                    when contact_counts.days_to_nearest_contact < $min_days
+                    when spacing.days_to_nearest_contact < $min_days
                         then 'deferred:min_days_between_contacts'
                     else 'planned'
                 end as verdict
@@ -302,10 +338,43 @@ def build_plan(
                 on candidates.customer_id = customers.customer_id
             left join suppressions
                 on lower(trim(customers.email)) = suppressions.email
-            left join contact_counts
-                on candidates.action_key = contact_counts.action_key
+            left join channel_counts
+                on candidates.action_key = channel_counts.action_key
+            left join spacing
+                on candidates.action_key = spacing.action_key
+            left join superseded
+                on candidates.action_key = superseded.action_key
             left join already_contacted
                 on candidates.action_key = already_contacted.action_key
+        ),
+
+        -- one new contact per customer per run (the highest stage first): a customer with
+        -- two past-due accounts hears about the second one min_days_between_contacts later
+        ranked as (
+            select
+                judged.*,
+                row_number() over (
+                    partition by
+                        judged.customer_id,
+                        judged.verdict = 'planned' and judged.channel <> 'manager'
+                    order by judged.stage_order desc, judged.account_id
+                ) as customer_rank
+            from judged
+        ),
+
+        final as (
+            select
+                ranked.* exclude (verdict, customer_rank),
+                case
+                    when
+                        ranked.verdict = 'planned'
+                        and ranked.channel <> 'manager'
+                        and ranked.customer_rank > 1
+                        and $min_days > 0
+                        then 'deferred:min_days_between_contacts'
+                    else ranked.verdict
+                end as verdict
+            from ranked
         )
 
         select
@@ -326,7 +395,7 @@ def build_plan(
             previous_status,
             split_part(verdict, ':', 1) as status,
             nullif(split_part(verdict, ':', 2), '') as reason
-        from judged
+        from final
         """,
         parameters,
     )

@@ -2,10 +2,13 @@
 
 Files go to `out/letters/<run date>/`: `<letter_id>.pdf` per letter (the letter id is the
 ledger's action key) and `print_manifest_<run>.csv` listing the letters of that run with the
-address to print on the envelope. A letter counts as sent when its manifest is written. The
-order is: claim (`sending`), PDFs, manifest, ledger; a crash before the ledger write leaves
-`sending`, and the next run makes the same letters again (same ids, same bytes) in a manifest of
-its own, so a vendor that already took the first one can drop the repeats by letter id.
+address to print on the envelope. A letter counts as sent when its manifest is written.
+
+The order: render every letter (one that fails is recorded `failed` with the reason, and the
+others go on); claim them (`sending`, with the manifest they will be in); write the PDFs, then
+the manifest; record them `sent`. A crash before the last step leaves `sending`: the next run
+finds the manifest and marks them sent if it was written, or plans them again if not, so a
+letter is never in two manifests.
 """
 
 from __future__ import annotations
@@ -20,11 +23,10 @@ import duckdb
 from flows.lib.config import Settings
 from flows.lib.contact_data import load_planned_contacts
 from flows.lib.emailing import planned_keys
-from flows.lib.ledger import ChannelOutcome, Outcome, record_outcomes, transition
+from flows.lib.ledger import ChannelOutcome, Outcome, claim, record_outcomes, transition
 from flows.lib.letters import letter_pdf
 from flows.lib.output_files import csv_bytes, write_atomically
 from flows.lib.planner import ALL_ACCOUNTS, ContactScope
-from flows.lib.templates import render_letter
 
 MANIFEST_HEADER = (
     "letter_id",
@@ -76,24 +78,42 @@ def print_planned_letters(
     ]
     record_outcomes(connection, unaddressed, run_id=run_id)
     outcome.add("suppressed", "no_postal_address", len(unaddressed))
-    if not printable:
-        return outcome
-    transition(
-        connection,
-        [contact.action_key for contact in printable],
-        "sending",
-        run_id=run_id,
-        only_from=("planned",),
-    )
-    folder = settings.path("out") / "letters" / as_of.isoformat()
     created = dt.datetime.combine(as_of, dt.time(), dt.UTC)
-    manifest_rows, sent = [], []
+    rendered, broken = [], []
     for contact in printable:
-        pdf = letter_pdf(
-            render_letter(contact.context),
-            title=f"{settings.company.name}: {contact.template}",
-            created=created,
-        )
+        try:
+            pdf = letter_pdf(
+                contact.context,
+                title=f"{settings.company.name}: {contact.template}",
+                created=created,
+            )
+        except Exception as error:  # one letter that cannot be made must not stop the others
+            broken.append(
+                Outcome(
+                    contact.action_key, "failed", f"letter error: {type(error).__name__}: {error}"
+                )
+            )
+            continue
+        rendered.append((contact, pdf))
+    record_outcomes(connection, broken, run_id=run_id)
+    for each in broken:
+        outcome.add(each.status, each.reason)
+    if not rendered:
+        return outcome
+
+    folder = settings.path("out") / "letters" / as_of.isoformat()
+    manifest = folder / f"print_manifest_{run_id[:8]}.csv"
+    claimed = set(claim(connection, [contact.action_key for contact, _ in rendered], run_id=run_id))
+    rendered = [(contact, pdf) for contact, pdf in rendered if contact.action_key in claimed]
+    note_hand_off(
+        connection,
+        {
+            contact.action_key: (folder / f"{contact.action_key}.pdf", manifest)
+            for contact, _ in rendered
+        },
+    )
+    manifest_rows, sent = [], []
+    for contact, pdf in rendered:
         path = write_atomically(folder / f"{contact.action_key}.pdf", pdf)
         address = (*contact.recipient.mailing_address, "", "", "", "")[:4]
         manifest_rows.append(
@@ -113,17 +133,30 @@ def print_planned_letters(
                 contact.action_key,
                 "sent",
                 provider="print",
-                provider_message_id=path.name,
+                provider_message_id=manifest.name,
                 sent_at=now,
                 recipient=" | ".join(contact.recipient.mailing_address),
                 language=contact.context.language,
                 output_path=str(path),
             )
         )
-    manifest = write_atomically(
-        folder / f"print_manifest_{run_id[:8]}.csv", csv_bytes(MANIFEST_HEADER, manifest_rows)
-    )
+    write_atomically(manifest, csv_bytes(MANIFEST_HEADER, manifest_rows))
     record_outcomes(connection, sent, run_id=run_id)
     outcome.add("sent", None, len(sent))
-    outcome.files = [str(manifest), *(str(Path(each.output_path or "")) for each in sent)]
+    outcome.files = [str(manifest), *(each.output_path or "" for each in sent)]
     return outcome
+
+
+def note_hand_off(
+    connection: duckdb.DuckDBPyConnection, files: dict[str, tuple[Path, Path]]
+) -> None:
+    """Before anything is written, record where each claimed item goes (`output_path`) and
+    the hand-off file that will list it (`provider_message_id`), so a crash in between can be
+    settled by looking for the item in that file."""
+    if not files:
+        return
+    connection.executemany(
+        "update ops.action_ledger set output_path = ?, provider_message_id = ? "
+        "where action_key = ?",
+        [[str(item), hand_off.name, key] for key, (item, hand_off) in files.items()],
+    )

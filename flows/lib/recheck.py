@@ -15,6 +15,8 @@ may have gained a hold. Each planned contact is cancelled, with its reason, when
 - hold: manual: a manual hold (dbt_project/seeds/manual_holds.csv) in force today;
 - do_not_email / do_not_call: the flag in force today (email / phone only);
 - email_<why>: the address is on recoup's suppression list now (email only);
+- no_longer_in_stage: planned by an earlier day's run, and on the run's date the account is
+  not in that stay any more (it moved up or down the ladder, paid, or is held);
 - stale_plan: planned more than `contact.catch_up_days` before the run's date.
 
 "First loaded": a full snapshot re-sends old payments every day; only a payment whose key was
@@ -23,19 +25,19 @@ while the account stays in the stage, with that day's amounts. The internal mana
 only cancelled when stale.
 
 `recover_interrupted` runs first: a contact left `sending` by a crashed run is `maybe_sent` for
-email (SendGrid may have it: never re-sent blindly) and `planned` again for letters and queue
-items (nothing left recoup until the manifest or queue file was written, and those are rewritten
-whole).
+email (SendGrid may have it: never re-sent blindly); a letter or queue item is `sent` when its
+print manifest or queue file was written, and `planned` again when it was not.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import duckdb
 
-from flows.lib.ledger import transition
-from flows.lib.planner import ALL_ACCOUNTS, ContactScope
+from flows.lib.ledger import Outcome, record_outcomes, transition
+from flows.lib.planner import ALL_ACCOUNTS, ContactScope, _sql_list
 
 HOLD_FLAGS = (
     "bankruptcy",
@@ -48,20 +50,48 @@ HOLD_FLAGS = (
 
 
 def recover_interrupted(connection: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, int]:
-    """Settle contacts a crashed run left `sending`; how many per new status."""
+    """Settle contacts a crashed run left `sending`; how many per new status.
+
+    An email is `maybe_sent`: SendGrid may have it, and it is never re-sent blindly. A letter
+    or queue item is `sent` when the hand-off file it was claimed for (the print manifest, the
+    queue file) exists and lists it, and `planned` again when it does not: nothing left recoup
+    before that file was written."""
     rows = connection.execute(
-        "select action_key, channel from ops.action_ledger where status = 'sending'"
+        "select action_key, channel, output_path, provider_message_id "
+        "from ops.action_ledger where status = 'sending'"
     ).fetchall()
-    emails = [key for key, channel in rows if channel == "email"]
-    others = [key for key, channel in rows if channel != "email"]
+    emails = [key for key, channel, _, _ in rows if channel == "email"]
+    handed_off, not_yet = [], []
+    for key, channel, output_path, hand_off in rows:
+        if channel == "email":
+            continue
+        listed = output_path and hand_off and _lists(Path(output_path).parent / hand_off, key)
+        (handed_off if listed else not_yet).append(key)
+    record_outcomes(
+        connection,
+        [
+            Outcome(key, "sent", "interrupted after its hand-off file was written",
+                    sent_at=dt.datetime.now(dt.UTC))
+            for key in handed_off
+        ],
+        run_id=run_id,
+    )  # fmt: skip
     return {
         "maybe_sent": transition(
             connection, emails, "maybe_sent", run_id=run_id, reason="interrupted_while_sending"
         ),
+        "sent": len(handed_off),
         "planned": transition(
-            connection, others, "planned", run_id=run_id, reason="interrupted_while_sending"
+            connection, not_yet, "planned", run_id=run_id, reason="interrupted_while_sending"
         ),
     }
+
+
+def _lists(hand_off: Path, key: str) -> bool:
+    try:
+        return key in hand_off.read_text(encoding="utf-8")
+    except OSError:
+        return False
 
 
 def cancel_outdated(
@@ -171,6 +201,11 @@ def cancel_outdated(
                     )
         ),
 
+        stages_now as (
+            select * from marts.fct_account_stage_history
+            where as_of_date = $as_of
+        ),
+
         reasons as (
             select action_key, 1 as rank, 'stale_plan' as reason
             from pending
@@ -178,11 +213,25 @@ def cancel_outdated(
 
             union all
 
+            -- planned by an earlier day's run: still due only while the account is in that
+            -- same stay (not moved up or down, paid, or held since)
+            select pending.action_key, 1, 'no_longer_in_stage'
+            from pending
+            left join stages_now
+                on
+                    pending.account_id = stages_now.account_id
+                    and pending.stage = stages_now.stage
+                    and pending.stage_entered_date = stages_now.stage_entered_date
+                    and not stages_now.is_held
+            where pending.as_of_date < $as_of and stages_now.account_id is null
+
+            union all
+
             select account_flags.action_key, 2, 'hold: ' || min(account_flags.flag)
             from account_flags
             inner join pending on account_flags.action_key = pending.action_key
             where
-                account_flags.flag in {tuple(HOLD_FLAGS)}
+                account_flags.flag in {_sql_list(HOLD_FLAGS)}
                 and pending.channel <> 'manager'
             group by account_flags.action_key
 

@@ -81,7 +81,7 @@ def plausible_zones(
     nothing about the customer points anywhere."""
     if timezone and timezone in _known_zones():
         return (timezone,)
-    zones = set(_address_zones(country, state, postal_code)) | set(_phone_zones(phone))
+    zones = set(_address_zones(country, state, postal_code)) | set(_phone_zones(phone, country))
     return tuple(sorted(zones)) or (fallback,)
 
 
@@ -165,13 +165,32 @@ def _address_zones(
     return _country_zones().get(country, ())
 
 
+# numbers that say nothing about where their owner is: toll-free, premium, shared-cost, VoIP,
+# personal and universal numbers (a toll-free number "is" in every zone of North America)
+_NOT_GEOGRAPHIC = frozenset(
+    {
+        phonenumbers.PhoneNumberType.TOLL_FREE,
+        phonenumbers.PhoneNumberType.PREMIUM_RATE,
+        phonenumbers.PhoneNumberType.SHARED_COST,
+        phonenumbers.PhoneNumberType.VOIP,
+        phonenumbers.PhoneNumberType.PERSONAL_NUMBER,
+        phonenumbers.PhoneNumberType.UAN,
+        phonenumbers.PhoneNumberType.VOICEMAIL,
+    }
+)
+
+
 @functools.lru_cache(maxsize=65_536)
-def _phone_zones(phone: str | None) -> tuple[str, ...]:
+def _phone_zones(phone: str | None, country: str | None = None) -> tuple[str, ...]:
+    """The zones of a phone number's area; none for numbers that are not tied to a place.
+    A number without a +country prefix is read as a number of the customer's country."""
     if not phone:
         return ()
     try:
-        number = phonenumbers.parse(phone, None)
+        number = phonenumbers.parse(phone, (country or "").upper() or None)
     except phonenumbers.NumberParseException:
+        return ()
+    if phonenumbers.number_type(number) in _NOT_GEOGRAPHIC:
         return ()
     return tuple(
         zone for zone in phone_timezones.time_zones_for_number(number) if zone in _known_zones()

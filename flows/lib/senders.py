@@ -21,6 +21,7 @@ Error texts go to the ledger: they never hold the API key or a message body.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import errno
 import http.client
@@ -173,7 +174,11 @@ def _personalization(message: EmailMessage, *, substituted: bool) -> dict[str, A
         "to": [{"email": message.to_address, "name": message.to_name}],
         "subject": message.subject,
         "custom_args": {"outbox_id": message.outbox_id},  # opaque key only, never PII (B2)
-        "headers": {"List-Unsubscribe": f"<{message.opt_out_link}>"},
+        "headers": {
+            "List-Unsubscribe": f"<{message.opt_out_link}>",
+            # RFC 8058 one-click: the mail client posts to the link (recoup's /opt-out)
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        },
     }
     if message.send_at is not None:
         personalization["send_at"] = unix_send_at(message.send_at)
@@ -211,6 +216,7 @@ class _RequestOutcome:
     message_id: str | None = None
     error: str | None = None
     key_refused: bool = False
+    rejected: bool = False  # a 400: SendGrid validated the request and took none of it
 
 
 class SendGridSender:
@@ -288,6 +294,18 @@ class SendGridSender:
                 )
                 continue
             outcome = self._send_request(batch, body)
+            if outcome.rejected and len(batch) > 1:
+                # SendGrid refuses a whole request for one bad personalization (an address it
+                # will not take): nothing was accepted, so send the halves on their own and let
+                # only the bad message fail
+                middle = len(batch) // 2
+                halves = [self.send(batch[:middle]), self.send(batch[middle:])]
+                results.extend(
+                    dataclasses.replace(result, attempts=result.attempts + outcome.attempts)
+                    for half in halves
+                    for result in half
+                )
+                continue
             results.extend(self._results(batch, outcome))
             if outcome.key_refused:
                 refused = outcome
@@ -305,6 +323,7 @@ class SendGridSender:
         """Post one body, retrying only where SendGrid cannot have accepted it (or per 5xx)."""
         attempts_allowed = self.email.max_attempts
         attempt = 0
+        maybe_accepted: str | None = None  # an earlier attempt SendGrid may have taken
         while True:
             attempt += 1
             try:
@@ -317,13 +336,13 @@ class SendGridSender:
                 if status == 429:
                     wait, reason = self._rate_limit_wait(error.headers, attempt)
                     if wait is None:
-                        return _RequestOutcome("failed", attempt, error=reason)
+                        return self._refused(attempt, reason, maybe_accepted)
                     if attempt >= attempts_allowed:
-                        return _RequestOutcome(
-                            "failed",
+                        return self._refused(
                             attempt,
-                            error=f"HTTP 429 from SendGrid after {attempt} attempts; "
+                            f"HTTP 429 from SendGrid after {attempt} attempts; "
                             "rate limited, not accepted",
+                            maybe_accepted,
                         )
                     self._wait(wait, f"HTTP 429, {reason}", batch, attempt)
                     continue
@@ -335,6 +354,7 @@ class SendGridSender:
                             error=f"HTTP {status} from SendGrid after {attempt} attempts; "
                             f"it may have been accepted ({described})",
                         )
+                    maybe_accepted = f"HTTP {status} on attempt {attempt}"
                     self._wait(self._backoff(attempt), f"HTTP {status}", batch, attempt)
                     continue
                 if status >= 500:
@@ -344,15 +364,16 @@ class SendGridSender:
                         error=f"HTTP {status} from SendGrid; it may have been accepted "
                         f"({described})",
                     )
-                return _RequestOutcome("failed", attempt, error=described)
+                refused = self._refused(attempt, described, maybe_accepted)
+                return dataclasses.replace(refused, rejected=status == 400 and not maybe_accepted)
             except (OSError, http.client.HTTPException) as error:
                 if never_reached_server(error):
                     if attempt >= attempts_allowed:
-                        return _RequestOutcome(
-                            "failed",
+                        return self._refused(
                             attempt,
-                            error=f"could not connect to {self.host}: "
+                            f"could not connect to {self.host}: "
                             f"{self._redact(_reason(error))} (after {attempt} attempts)",
+                            maybe_accepted,
                         )
                     self._wait(self._backoff(attempt), "could not connect", batch, attempt)
                     continue
@@ -371,6 +392,19 @@ class SendGridSender:
                     "it may have been accepted, so it was not retried",
                 )
             return self._accepted(response.status_code, response.headers, attempt)
+
+    @staticmethod
+    def _refused(attempt: int, error: str, maybe_accepted: str | None) -> _RequestOutcome:
+        """The last attempt was refused: failed (planned again later), unless an earlier
+        attempt got a 5xx, which SendGrid may have accepted: then maybe_sent, never re-sent."""
+        if maybe_accepted is None:
+            return _RequestOutcome("failed", attempt, error=error)
+        return _RequestOutcome(
+            "maybe_sent",
+            attempt,
+            error=f"{error}; but an earlier attempt got {maybe_accepted}, "
+            "which SendGrid may have accepted",
+        )
 
     def _accepted(self, status: int, headers: Any, attempt: int) -> _RequestOutcome:
         message_id = headers.get("X-Message-Id") if headers is not None else None
@@ -561,6 +595,7 @@ def build_eml(
     eml["Date"] = now.astimezone(dt.UTC)
     eml["Message-ID"] = f"<{message.outbox_id}@recoup.outbox>"
     eml["List-Unsubscribe"] = f"<{message.opt_out_link}>"
+    eml["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     eml["X-Recoup-Outbox-Id"] = message.outbox_id
     if message.send_at is not None:
         unix_send_at(message.send_at)  # the same refusal of a naive datetime as SendGrid's

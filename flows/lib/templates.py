@@ -1,5 +1,6 @@
 """Contact templates: the one Jinja environment, the typed context a template gets, and the
-renderers for emails and letters.
+renderer for emails. Letters are Typst files that `flows.lib.letters` compiles to PDF from the
+same context.
 
 The templates live in `contact_templates/` (see its README): a layout per channel and format
 holds the company identity, the itemization, the pay link and the opt-out line once; each
@@ -33,16 +34,18 @@ LANGUAGES: tuple[Language, ...] = ("en", "es")
 EMAIL_TEMPLATES = ("courtesy_reminder", "reminder_1", "reminder_2")
 LETTER_TEMPLATES = ("final_notice", "pre_placement_notice")
 EMAIL_FILES = ("subject.txt.j2", "body.txt.j2", "body.html.j2")
-LETTER_FILES = ("letter.html.j2",)
-# The files every template shares; a language's phrases are one file per language.
+LETTER_FILES = ("letter.typ",)
+# The files every template shares; a language's phrases are one file per language (Jinja for
+# the emails, Typst for the letters).
 SHARED_FILES = (
     "_layouts/email.txt.j2",
     "_layouts/email.html.j2",
-    "_layouts/letter.html.j2",
+    "_layouts/letter.typ",
     "_partials/validation_notice.txt.j2",
     "_partials/validation_notice.html.j2",
 )
 PHRASES_FILE = "_partials/{language}/phrases.j2"
+LETTER_PHRASES_FILE = "_partials/{language}/letter_phrases.typ"
 
 
 @dataclass(frozen=True)
@@ -134,12 +137,6 @@ def date_filter(context: jinja2.runtime.Context, value: dt.date, length: str = "
     return format_date(value, format=length, locale=context["locale"])
 
 
-def nowrap_filter(value: str) -> str:
-    """`{{ company.phone|nowrap }}`: no line break inside the value (its spaces become
-    no-break spaces), for phone numbers in letters."""
-    return str(value).replace(" ", "\u00a0")
-
-
 def build_environment(root: Path) -> jinja2.Environment:
     """A Jinja environment on the templates under `root` (the app uses `environment()`)."""
     env = jinja2.Environment(
@@ -153,7 +150,6 @@ def build_environment(root: Path) -> jinja2.Environment:
     )
     env.filters["money"] = money_filter
     env.filters["date"] = date_filter
-    env.filters["nowrap"] = nowrap_filter
     return env
 
 
@@ -190,6 +186,7 @@ def expected_files() -> list[str]:
     """Every file the renderers may load, relative to `contact_templates/`."""
     expected = list(SHARED_FILES)
     expected += [PHRASES_FILE.format(language=language) for language in LANGUAGES]
+    expected += [LETTER_PHRASES_FILE.format(language=language) for language in LANGUAGES]
     for template in EMAIL_TEMPLATES:
         for language in LANGUAGES:
             expected += [f"{template}/{language}/{name}" for name in EMAIL_FILES]
@@ -221,14 +218,6 @@ def render_email(
     text = env.get_template(f"{folder}/body.txt.j2").render(variables)
     html = env.get_template(f"{folder}/body.html.j2").render(variables)
     return RenderedEmail(subject=subject, text=_one_final_newline(text), html=html)
-
-
-def render_letter(context: ContactContext, *, env: jinja2.Environment | None = None) -> str:
-    """One letter as HTML for `flows.lib.letters.letter_pdf` (the subset fpdf2 reads)."""
-    _check(context, LETTER_TEMPLATES, "a letter")
-    env = env or environment()
-    template = env.get_template(f"{context.template}/{context.language}/letter.html.j2")
-    return template.render(_variables(context))
 
 
 def _check(context: ContactContext, templates: tuple[str, ...], what: str) -> None:

@@ -24,9 +24,10 @@ import duckdb
 from flows.lib.config import Settings
 from flows.lib.contact_data import PlannedContact, load_planned_contacts
 from flows.lib.emailing import planned_keys, send_window
-from flows.lib.ledger import ChannelOutcome, Outcome, record_outcomes, transition
+from flows.lib.ledger import ChannelOutcome, Outcome, claim, record_outcomes, transition
 from flows.lib.output_files import csv_bytes, write_atomically
 from flows.lib.planner import ALL_ACCOUNTS, ContactScope
+from flows.lib.printing import note_hand_off
 from flows.lib.send_window import SendWindow, lawful_intervals, plausible_zones
 
 QUEUE_HEADER = (
@@ -73,12 +74,12 @@ def queue_planned_work(
     )  # fmt: skip
     if not contacts:
         return outcome
-    transition(
-        connection,
-        [contact.action_key for contact in contacts],
-        "sending",
-        run_id=run_id,
-        only_from=("planned",),
+    folder = settings.path("out") / "work_queue" / as_of.isoformat()
+    queue_file = folder / f"work_queue_{run_id[:8]}.csv"
+    claimed = set(claim(connection, [contact.action_key for contact in contacts], run_id=run_id))
+    contacts = [contact for contact in contacts if contact.action_key in claimed]
+    note_hand_off(
+        connection, {contact.action_key: (queue_file, queue_file) for contact in contacts}
     )
     due = _business_day_after(connection, as_of, settings.work_queue.due_business_days)
     window = send_window(settings)
@@ -121,7 +122,7 @@ def queue_planned_work(
                 "sent",
                 reason,
                 provider="queue",
-                provider_message_id=queue,
+                provider_message_id=queue_file.name,
                 sent_at=now,
                 recipient=contact.recipient.phone if queue == "phone" else None,
                 language=context.language,
@@ -129,8 +130,7 @@ def queue_planned_work(
                 due_date=due,
             )
         )
-    folder = settings.path("out") / "work_queue" / as_of.isoformat()
-    path = write_atomically(folder / f"work_queue_{run_id[:8]}.csv", csv_bytes(QUEUE_HEADER, rows))
+    path = write_atomically(queue_file, csv_bytes(QUEUE_HEADER, rows))
     queued = [dataclasses.replace(each, output_path=str(path)) for each in queued]
     record_outcomes(connection, queued, run_id=run_id)
     outcome.add("sent", None, len(queued))

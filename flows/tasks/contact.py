@@ -117,6 +117,7 @@ def send_emails(
         run_id=run_id,
         now=dt.datetime.now(dt.UTC),
         scope=scope,
+        clock=lambda: dt.datetime.now(dt.UTC),
     )
     get_run_logger().info("emails via %s: %s", sender.provider, outcome.counts or "none")
     return outcome
