@@ -15,7 +15,9 @@ from decimal import Decimal
 
 import duckdb
 
+from flows.lib.business_days import business_day_after
 from flows.lib.config import Settings
+from flows.lib.ledger import ChannelOutcome, transition
 from flows.lib.templates import (
     CompanyIdentity,
     ContactContext,
@@ -226,9 +228,7 @@ def load_planned_contacts(
             for line in (
                 line1,
                 line2,
-                " ".join(
-                    part for part in (f"{city}," if city else None, state, postal_code) if part
-                ),
+                _city_line(city, state, postal_code),
                 country if country != settings.company.country else None,
             )
             if line
@@ -328,19 +328,31 @@ def validation_end(connection: duckdb.DuckDBPyConnection, sent_on: dt.date) -> d
     """The last day of the validation period for a notice provided on `sent_on`: receipt is
     assumed five days later not counting Saturdays, Sundays and legal public holidays
     (marts.dim_calendar), and the period ends 30 days after that."""
-    rows = connection.execute(
-        """
-        select min(later.calendar_date)
-        from marts.dim_calendar as later, marts.dim_calendar as sent
-        where
-            sent.calendar_date = ?
-            and later.is_business_day
-            and later.business_day_index = sent.business_day_index + ?
-        """,
-        [sent_on, ASSUMED_RECEIPT_BUSINESS_DAYS],
-    ).fetchall()
-    receipt = rows[0][0] if rows else None
+    receipt = business_day_after(connection, sent_on, ASSUMED_RECEIPT_BUSINESS_DAYS)
     return receipt + dt.timedelta(days=VALIDATION_PERIOD_DAYS) if receipt else None
+
+
+def due_contacts(
+    connection: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    keys: list[str],
+    as_of: dt.date,
+    *,
+    run_id: str,
+    outcome: ChannelOutcome,
+    sent_on: dt.date | None = None,
+) -> list[PlannedContact]:
+    """The contexts of these planned contacts; those with nothing owed any more on `as_of`
+    are cancelled (`nothing_owed`) and counted in `outcome`."""
+    contacts, nothing_owed = load_planned_contacts(
+        connection, settings, keys, as_of, sent_on=sent_on
+    )
+    cancelled = transition(
+        connection, nothing_owed, "cancelled", run_id=run_id, reason="nothing_owed",
+        only_from=("planned",),
+    )  # fmt: skip
+    outcome.add("cancelled", "nothing_owed", cancelled)
+    return contacts
 
 
 def _validation_notice(

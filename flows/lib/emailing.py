@@ -28,8 +28,8 @@ import duckdb
 import jinja2
 
 from flows.lib.config import Settings
-from flows.lib.contact_data import PlannedContact, load_planned_contacts, validation_end
-from flows.lib.ledger import ChannelOutcome, Outcome, claim, record_outcomes, transition
+from flows.lib.contact_data import PlannedContact, due_contacts, validation_end
+from flows.lib.ledger import ChannelOutcome, Outcome, claim, record_outcomes
 from flows.lib.messages import EmailMessage, EmailSender, SendAborted, SendResult
 from flows.lib.planner import ALL_ACCOUNTS, ContactScope
 from flows.lib.send_window import SendWindow, next_send_time, plausible_zones
@@ -107,17 +107,9 @@ def send_planned_emails(
         )
     company_zone = zoneinfo.ZoneInfo(settings.company.timezone)
     sent_on = max(now.astimezone(company_zone).date(), as_of)
-    contacts, nothing_owed = load_planned_contacts(
-        connection, settings, keys, as_of, sent_on=sent_on
+    contacts = due_contacts(
+        connection, settings, keys, as_of, run_id=run_id, outcome=outcome, sent_on=sent_on
     )
-    outcome.add(
-        "cancelled",
-        "nothing_owed",
-        transition(
-            connection, nothing_owed, "cancelled", run_id=run_id, reason="nothing_owed",
-            only_from=("planned",),
-        ),
-    )  # fmt: skip
     _preflight(contacts)
     window = send_window(settings)
     addressed: list[tuple[PlannedContact, tuple[str, ...]]] = []

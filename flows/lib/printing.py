@@ -21,9 +21,9 @@ from pathlib import Path
 import duckdb
 
 from flows.lib.config import Settings
-from flows.lib.contact_data import load_planned_contacts
+from flows.lib.contact_data import due_contacts
 from flows.lib.emailing import planned_keys
-from flows.lib.ledger import ChannelOutcome, Outcome, claim, record_outcomes, transition
+from flows.lib.ledger import ChannelOutcome, Outcome, claim, record_outcomes
 from flows.lib.letters import letter_pdf
 from flows.lib.output_files import csv_bytes, write_atomically
 from flows.lib.planner import ALL_ACCOUNTS, ContactScope
@@ -59,16 +59,9 @@ def print_planned_letters(
     if not keys:
         return outcome
     sent_on = now.astimezone(zoneinfo.ZoneInfo(settings.company.timezone)).date()
-    contacts, nothing_owed = load_planned_contacts(
-        connection, settings, keys, as_of, sent_on=max(sent_on, as_of)
-    )
-    outcome.add(
-        "cancelled",
-        "nothing_owed",
-        transition(
-            connection, nothing_owed, "cancelled", run_id=run_id, reason="nothing_owed",
-            only_from=("planned",),
-        ),
+    contacts = due_contacts(
+        connection, settings, keys, as_of, run_id=run_id, outcome=outcome,
+        sent_on=max(sent_on, as_of),
     )  # fmt: skip
     printable = [contact for contact in contacts if contact.recipient.mailing_address]
     unaddressed = [

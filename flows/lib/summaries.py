@@ -113,7 +113,11 @@ def stage_rows(connection: duckdb.DuckDBPyConnection) -> list[dict[str, object]]
 def contact_rows(summary: RunSummary) -> list[dict[str, object]]:
     """What the run did per channel, status and reason; for a dry run, what the plan would do."""
     if summary.contacts:
+        held_back = summary.plan.held_back() if summary.plan is not None else {}
         rows = [
+            {"channel": channel, "status": status, "reason": reason, "contacts": count}
+            for (channel, status, reason), count in sorted(held_back.items())
+        ] + [
             {"channel": channel.channel, "status": status, "reason": reason, "contacts": count}
             for channel in summary.contacts
             for (status, reason), count in sorted(channel.counts.items())

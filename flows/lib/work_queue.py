@@ -21,10 +21,11 @@ import zoneinfo
 
 import duckdb
 
+from flows.lib.business_days import business_day_after
 from flows.lib.config import Settings
-from flows.lib.contact_data import PlannedContact, load_planned_contacts
+from flows.lib.contact_data import PlannedContact, due_contacts
 from flows.lib.emailing import planned_keys, send_window
-from flows.lib.ledger import ChannelOutcome, Outcome, claim, record_outcomes, transition
+from flows.lib.ledger import ChannelOutcome, Outcome, claim, record_outcomes
 from flows.lib.output_files import csv_bytes, write_atomically
 from flows.lib.planner import ALL_ACCOUNTS, ContactScope
 from flows.lib.printing import note_hand_off
@@ -63,15 +64,7 @@ def queue_planned_work(
     )
     if not keys:
         return outcome
-    contacts, nothing_owed = load_planned_contacts(connection, settings, keys, as_of)
-    outcome.add(
-        "cancelled",
-        "nothing_owed",
-        transition(
-            connection, nothing_owed, "cancelled", run_id=run_id, reason="nothing_owed",
-            only_from=("planned",),
-        ),
-    )  # fmt: skip
+    contacts = due_contacts(connection, settings, keys, as_of, run_id=run_id, outcome=outcome)
     if not contacts:
         return outcome
     folder = settings.path("out") / "work_queue" / as_of.isoformat()
@@ -81,7 +74,8 @@ def queue_planned_work(
     note_hand_off(
         connection, {contact.action_key: (queue_file, queue_file) for contact in contacts}
     )
-    due = _business_day_after(connection, as_of, settings.work_queue.due_business_days)
+    days = settings.work_queue.due_business_days
+    due = business_day_after(connection, as_of, days) or as_of + dt.timedelta(days=days)
     window = send_window(settings)
     company_zone = zoneinfo.ZoneInfo(settings.company.timezone)
     rows, queued = [], []
@@ -142,23 +136,6 @@ def _owner(account_id: str, owners: list[str]) -> str:
     """The same collector for the same account, spread evenly over the team."""
     digest = hashlib.sha256(account_id.encode("utf-8")).digest()
     return owners[int.from_bytes(digest[:8], "big") % len(owners)]
-
-
-def _business_day_after(connection: duckdb.DuckDBPyConnection, day: dt.date, days: int) -> dt.date:
-    rows = connection.execute(
-        """
-        select min(later.calendar_date)
-        from marts.dim_calendar as later, marts.dim_calendar as today
-        where
-            today.calendar_date = ?
-            and later.is_business_day
-            and later.business_day_index >= today.business_day_index + ?
-            and later.calendar_date > today.calendar_date
-        """,
-        [day, max(days, 1)],
-    ).fetchall()
-    found = rows[0][0] if rows else None
-    return found or day + dt.timedelta(days=days)
 
 
 def _call_window(
