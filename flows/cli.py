@@ -26,6 +26,7 @@ from flows.lib.gates import GateFailed
 from flows.lib.loader import BatchOutcome
 from flows.lib.messages import SendAborted
 from flows.lib.run_lock import LockBusy, current_holder
+from flows.lib.runs import StepSelectionError
 from flows.lib.warehouse import WarehouseBusy
 
 if TYPE_CHECKING:
@@ -53,6 +54,7 @@ USER_ERRORS = (
     SendAborted,
     EventPayloadError,
     EventKeyError,
+    StepSelectionError,
 )
 
 
@@ -104,7 +106,10 @@ def _settings() -> Settings:
     prefect_home.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("PREFECT_HOME", str(prefect_home))
     # The CLI prints its own summary; Prefect's logs (and a failed flow's traceback) with -v.
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", _verbosity["level"])
+    # Loggers stay at INFO (the run's JSON log and the Prefect UI get every line); only the
+    # console handler is quiet.
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", _verbosity["level"])
     return settings
 
 
@@ -212,8 +217,22 @@ def run(
         typer.Option(help="Contact only the account ids listed in this file, one per line."),
     ] = None,
     only: Annotated[
-        str | None, typer.Option(help="Only this step: gates (check the warehouse as it is).")
+        list[str] | None,
+        typer.Option(
+            help="Only these steps (repeat the option): ingest, gates, build, events, contact, "
+            "report. `--only gates` checks the warehouse as it is."
+        ),
     ] = None,
+    skip: Annotated[
+        list[str] | None,
+        typer.Option(help="Skip these steps (repeat the option), e.g. --skip ingest."),
+    ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume", help="Start again from the step the last run for this date failed in."
+        ),
+    ] = False,
     allow_volume_spike: Annotated[
         bool,
         typer.Option(
@@ -225,15 +244,16 @@ def run(
     """Run the daily cycle: load the inbox, check it, build the warehouse, check it again,
     plan the day's contacts and send them (emails, letters, the phone and manager queue)."""
     settings = _settings()
-    if only not in (None, "gates"):
-        raise typer.BadParameter(
-            f"{only!r} is not a step you can run alone; use gates", param_hint="--only"
-        )
+    from flows.lib.runs import select_steps
+
+    select_steps(only, skip)  # a wrong step name fails here, before Prefect starts
     _run_daily(
         settings,
         _parse_date(as_of, "--as-of") or settings.today(),
         dry_run=dry_run,
         only=only,
+        skip=skip,
+        resume=resume,
         allow_volume_spike=allow_volume_spike,
         segment=segment,
         accounts=_read_account_list(accounts) if accounts is not None else None,
@@ -262,7 +282,9 @@ def _run_daily(
     as_of: dt.date,
     *,
     dry_run: bool,
-    only: str | None = None,
+    only: list[str] | None = None,
+    skip: list[str] | None = None,
+    resume: bool = False,
     allow_volume_spike: bool = False,
     segment: str | None = None,
     accounts: list[str] | None = None,
@@ -278,6 +300,8 @@ def _run_daily(
             segment=segment,
             accounts=accounts,
             only=only,
+            skip=skip,
+            resume=resume,
             allow_volume_spike=allow_volume_spike,
         )
     if summary.batches:
@@ -296,6 +320,11 @@ def _run_daily(
     if summary.marts is not None:
         _print_stages(settings, as_of)
     _print_contacts(summary)
+    if summary.diff is not None:
+        _print_diff(summary.diff)
+    for path in summary.files:
+        if "/reports/" in path:
+            console.print(f"Report: {path}", highlight=False, soft_wrap=True)
     console.print(
         "[yellow]Not built yet, skipped:[/] " + "; ".join(summary.not_built_yet), highlight=False
     )
@@ -309,17 +338,33 @@ def _run_daily(
 def status() -> None:
     """Show the warehouse: batches loaded, rows per table, quarantine, a run in progress."""
     settings = _settings()
-    from flows.lib.summaries import contact_status_rows, quarantine_counts, warehouse_rows
+    from flows.lib.runs import recent_runs
+    from flows.lib.summaries import (
+        contact_status_rows,
+        freshness,
+        quarantine_counts,
+        warehouse_rows,
+    )
     from flows.lib.warehouse import open_warehouse, scalar
 
     console.print(f"RECOUP_HOME: {settings.home}")
+    from flows.lib.schedule import next_scheduled_run
+
+    console.print(f"Next scheduled run: {next_scheduled_run()}")
     holder = current_holder(settings.path("state"))
     if holder:
+        run = (
+            f"run {str(holder['run_id'])[:8]} for {holder.get('as_of')}, "
+            if holder.get("run_id")
+            else ""
+        )
         console.print(
-            f"[yellow]In progress:[/] recoup {holder.get('command')} (pid {holder.get('pid')}, "
-            f"started {holder.get('started_at')}); counts below may be from before it."
+            f"[yellow]In progress:[/] recoup {holder.get('command')} ({run}pid "
+            f"{holder.get('pid')}, started {holder.get('started_at')}). The warehouse opens "
+            "again when it has finished."
         )
         return
+    console.print("Run lock: free")
     connection = open_warehouse(settings.warehouse_path, read_only=True)
     try:
         batches = scalar(connection, "select count(*) from raw.load_batches")
@@ -327,6 +372,10 @@ def status() -> None:
         console.print(
             f"Warehouse: {settings.warehouse_path}  ({batches} batches loaded, last {last})"
         )
+        console.print(f"Freshness: {freshness(connection)}")
+        runs = recent_runs(connection)
+        if runs:
+            _print_table("Last runs (ops.runs)", runs)
         _print_table("Raw tables", warehouse_rows(connection))
         counts = quarantine_counts(connection)
         console.print(
@@ -471,9 +520,27 @@ def events_import(
 
 
 @app.command()
-def report() -> None:
-    """Write the run report (not built yet)."""
-    raise CommandNotBuilt("`recoup report` is not built yet.")
+def report(
+    month: Annotated[
+        str | None,
+        typer.Option(help="Month to report, YYYY-MM (default: the previous month)."),
+    ] = None,
+) -> None:
+    """Write the monthly report (HTML and PDF with charts) under out/reports/monthly/."""
+    _settings()
+    if month is not None:
+        try:
+            dt.datetime.strptime(month, "%Y-%m")
+        except ValueError:
+            raise typer.BadParameter(
+                f"{month!r} is not a month; use YYYY-MM", param_hint="--month"
+            ) from None
+    from flows.monthly_report import monthly_report
+
+    with console.status(f"Writing the monthly report for {month or 'last month'} ..."):
+        paths = monthly_report(month=month)
+    for path in paths:
+        console.print(f"Report: {path}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -556,6 +623,19 @@ def _print_contacts(summary: DailySummary) -> None:
         console.print(f"No contact was due on {summary.as_of}.")
     for line in contact_files(summary):
         console.print(line, highlight=False, soft_wrap=True)
+
+
+def _print_diff(diff: dict[str, object]) -> None:
+    previous = diff.get("previous")
+    against = (
+        f"against the run for {previous['as_of']}"  # type: ignore[index]
+        if previous
+        else "(no earlier run to compare with)"
+    )
+    _print_table(f"Dry run: contacts {against}", list(diff["contacts"]))  # type: ignore[call-overload]
+    if diff.get("accounts"):
+        _print_table("Accounts since the previous run", list(diff["accounts"]))  # type: ignore[call-overload]
+    console.print("[bold]Dry run: nothing was sent.[/]")
 
 
 def _print_batches(outcomes: Sequence[BatchOutcome]) -> None:

@@ -1,36 +1,54 @@
 """Flow `daily-dunning`: ingest → gate → dbt → gate → plan → act → report.
 
 The flow loads the batches waiting in the inbox, checks them (gate 1), builds the warehouse
-for the as-of date (balances, aging, holds, stages) and checks the marts (gate 2). Then it
-imports the SendGrid events spooled by the webhook (bounces and opt-outs become flags), plans
-the day's contacts by the guardrails, passes the plan through the volume circuit breaker,
-writes it into the action ledger, re-checks every planned contact against the newest facts,
-and hands them to each channel: emails (SendGrid, or .eml files in the outbox), letters (PDF
-and a print manifest) and the phone and manager work queue. A failed gate stops the run
-before anything outbound. A dry run plans and reports, and sends nothing. Steps not built yet
-are listed in `NOT_BUILT_YET` and reported in every run summary.
+for the as-of date (balances, aging, holds, stages) and checks the marts (gate 2). Then:
+
+1. It imports the SendGrid events the webhook spooled (bounces and opt-outs become flags).
+2. It plans the day's contacts by the guardrails and passes the plan through the volume
+   circuit breaker.
+3. It writes the plan into the action ledger and re-checks every planned contact against the
+   newest facts.
+4. It hands the contacts to each channel: emails (SendGrid, or .eml files in the outbox),
+   letters (PDF and a print manifest) and the phone and manager work queue.
+
+A failed gate stops the run before anything outbound. A dry run plans, writes the plan and its
+diff against the previous run, and sends nothing. Every run, failed or not, is recorded in
+`ops.runs` with its step timings and leaves a run report (`out/reports/<date>/`), a Prefect
+artifact and a JSON log with the run id on every line (`state/logs/<date>/`). `only`,
+`skip` and `resume` choose steps (see flows/lib/runs.py). Steps not built yet are listed in
+`NOT_BUILT_YET` and reported.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import uuid
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import asdict, dataclass, field
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
-from flows.lib.config import load_settings
+from flows.lib.config import Settings, load_settings
 from flows.lib.dbt_build import DbtOutcome
+from flows.lib.dry_run import diff_markdown, dry_run_diff, plan_by_stage
 from flows.lib.email_events import ImportOutcome
 from flows.lib.export_files import inbox_batch_folders
 from flows.lib.gates import GateOutcome, record_build
 from flows.lib.ledger import ChannelOutcome
 from flows.lib.loader import BatchOutcome
+from flows.lib.output_files import csv_bytes, write_atomically
 from flows.lib.planner import ContactScope, Plan
 from flows.lib.run_lock import run_lock
+from flows.lib.run_logs import run_log
+from flows.lib.runs import (
+    RunRecord,
+    StepGroup,
+    failed_step_to_resume,
+    record_run,
+    select_steps,
+)
 from flows.lib.warehouse import open_warehouse
 from flows.tasks.build import build_marts
 from flows.tasks.contact import (
@@ -43,11 +61,13 @@ from flows.tasks.contact import (
 from flows.tasks.events import import_email_events
 from flows.tasks.gates import check_marts, check_raw_batch
 from flows.tasks.load import load_batches
+from flows.tasks.report import write_the_run_report
 
 NOT_BUILT_YET = (
     "agency placement",
-    "run report",
+    "credit-bureau file",
 )
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -60,8 +80,12 @@ class RunSummary:
     gates: list[GateOutcome] = field(default_factory=list)
     events: ImportOutcome | None = None
     plan: Plan | None = None
+    plan_rows: list[dict[str, object]] = field(default_factory=list)
     rechecked: dict[str, int] = field(default_factory=dict)
     contacts: list[ChannelOutcome] = field(default_factory=list)
+    diff: dict[str, object] | None = None
+    record: RunRecord | None = None
+    files: list[str] = field(default_factory=list)
     not_built_yet: tuple[str, ...] = NOT_BUILT_YET
 
 
@@ -71,109 +95,212 @@ def daily_dunning(
     dry_run: bool = False,
     segment: str | None = None,
     accounts: list[str] | None = None,
-    only: Literal["gates"] | None = None,
+    only: list[StepGroup] | None = None,
+    skip: list[StepGroup] | None = None,
+    resume: bool = False,
     allow_volume_spike: bool = False,
 ) -> RunSummary:
     """Age every account, set its stage, and contact the customers who are due a reminder."""
     settings = load_settings()
-    logger = get_run_logger()
-    run = RunSummary(
-        run_id=str(flow_run.get_id() or uuid.uuid4()),
-        as_of=as_of or settings.today(),
-        dry_run=dry_run,
-    )
+    day = as_of or settings.today()
+    run = RunSummary(run_id=str(flow_run.get_id() or uuid.uuid4()), as_of=day, dry_run=dry_run)
     scope = ContactScope(segment=segment, account_ids=tuple(accounts) if accounts else None)
-    acting = not dry_run and only is None
-    with run_lock(settings.path("state"), "run", settings.ingest.lock_wait_seconds):
-        connection = open_warehouse(settings.warehouse_path)
+    holder = {"run_id": run.run_id, "as_of": day.isoformat()}
+    with (
+        run_lock(settings.path("state"), "run", settings.ingest.lock_wait_seconds, holder),
+        run_log(settings.path("state") / "logs" / day.isoformat(), run.run_id),
+    ):
+        resume_from = None
+        if resume:
+            connection = open_warehouse(settings.warehouse_path)
+            try:
+                resumed, resume_from = failed_step_to_resume(connection, day)
+            finally:
+                connection.close()
+            get_run_logger().info("resuming run %s from step %s", resumed[:8], resume_from)
+        run.record = RunRecord(
+            run_id=run.run_id,
+            flow="daily-dunning",
+            as_of=day,
+            dry_run=dry_run,
+            scope={"segment": segment, "accounts": len(accounts) if accounts else None},
+            selected=select_steps(only, skip, resume_from=resume_from),
+        )
         try:
-            if only is None:
+            _run_steps(run, settings, scope, allow_volume_spike)
+        finally:
+            _finish(run, settings)
+    return run
+
+
+def _run_steps(
+    run: RunSummary, settings: Settings, scope: ContactScope, allow_volume_spike: bool
+) -> None:
+    record = run.record
+    assert record is not None
+    acting = not run.dry_run
+    connection = open_warehouse(settings.warehouse_path)
+    try:
+        record_run(connection, record, summary_of(run))  # status: running
+        if record.runs("ingest"):
+            with record.step("ingest"):
                 folders = inbox_batch_folders(settings.path("inbox"))
                 if folders:
                     run.batches = load_batches(connection, folders)
                 else:
-                    logger.info("inbox %s holds no batch", settings.path("inbox"))
-            run.gates.append(check_raw_batch(connection, settings, run.as_of, run.run_id))
-        finally:
-            connection.close()  # dbt opens the file itself: one writer at a time
-        if only is None:
+                    get_run_logger().info("inbox %s holds no batch", settings.path("inbox"))
+        if record.runs("gate_raw"):
+            with record.step("gate_raw"):
+                run.gates.append(check_raw_batch(connection, settings, run.as_of, run.run_id))
+    finally:
+        connection.close()  # dbt opens the file itself: one writer at a time
+    if record.runs("build"):
+        with record.step("build"):
             run.marts = build_marts(settings.warehouse_path, settings.path("state"), run.as_of)
-        connection = open_warehouse(settings.warehouse_path)
-        try:
-            if run.marts is not None:
-                record_build(connection, run.as_of)
-            run.gates.append(check_marts(connection, settings, run.as_of, run.run_id))
-            if acting:
+    connection = open_warehouse(settings.warehouse_path)
+    try:
+        if run.marts is not None:
+            record_build(connection, run.as_of)
+        if record.runs("gate_warehouse"):
+            with record.step("gate_warehouse"):
+                run.gates.append(check_marts(connection, settings, run.as_of, run.run_id))
+        if not acting:
+            record.skip("events")  # a dry run writes no suppressions
+        elif record.runs("events"):
+            with record.step("events"):
                 run.events = import_email_events(connection, settings)
-            run.plan, breaker = plan_contacts(
-                connection,
-                settings,
-                run.as_of,
-                run.run_id,
-                scope,
-                allow_volume_spike=allow_volume_spike,
-                commit=acting,
-            )
-            run.gates.append(breaker)
-            if acting:
+        if record.runs("plan"):
+            with record.step("plan"):
+                run.plan, breaker = plan_contacts(
+                    connection,
+                    settings,
+                    run.as_of,
+                    run.run_id,
+                    scope,
+                    allow_volume_spike=allow_volume_spike,
+                    commit=acting,
+                )
+                run.gates.append(breaker)
+                run.plan_rows = plan_by_stage(connection)
+            if run.dry_run:
+                _write_dry_run(run, settings, connection)
+        if not acting:  # a dry run sends nothing
+            for step in ("recheck", "email", "letters", "queue"):
+                record.skip(step)
+            return
+        if record.runs("recheck"):
+            with record.step("recheck"):
                 run.rechecked = recheck_planned(connection, settings, run.as_of, run.run_id, scope)
-                for step in (send_emails, print_letters, queue_work):
-                    run.contacts.append(step(connection, settings, run.as_of, run.run_id, scope))
-        finally:
-            connection.close()
-    for step in run.not_built_yet:
-        logger.warning("step not built yet, skipped: %s", step)
-    create_markdown_artifact(
-        key="daily-dunning-summary",
-        markdown=_summary_markdown(run),
-        description=f"daily-dunning for {run.as_of}",
+        for step, task in (
+            ("email", send_emails),
+            ("letters", print_letters),
+            ("queue", queue_work),
+        ):
+            if record.runs(step):
+                with record.step(step):
+                    outcome = task(connection, settings, run.as_of, run.run_id, scope)
+                    run.contacts.append(outcome)
+                    run.files += outcome.files[:1]
+    finally:
+        connection.close()
+
+
+def _write_dry_run(run: RunSummary, settings: Settings, connection) -> None:
+    """The dry run's plan (CSV, no personal data) and its diff against the previous run."""
+    run.diff = dry_run_diff(connection, run.as_of, run.plan_rows)
+    folder = settings.path("out") / "reports" / run.as_of.isoformat()
+    rows = connection.execute(
+        "select account_id, channel, stage, template, status, reason, collectible_amount, "
+        "currency from _contact_plan order by account_id"
+    ).fetchall()
+    header = (
+        "account_id", "channel", "stage", "template", "status", "reason", "collectible_amount",
+        "currency",
+    )  # fmt: skip
+    plan_file = write_atomically(
+        folder / f"dry_run_{run.run_id[:8]}_plan.csv", csv_bytes(header, rows)
     )
-    return run
+    run.files.append(str(plan_file))
+    create_markdown_artifact(
+        key="dry-run-diff",
+        markdown=diff_markdown(run.diff),
+        description=f"daily-dunning dry run for {run.as_of}: what would change",
+    )
+    create_table_artifact(
+        key="dry-run-contacts",
+        table=run.diff["contacts"],  # type: ignore[arg-type]
+        description=f"contacts the dry run for {run.as_of} would make, against the previous run",
+    )
 
 
-def _summary_markdown(run: RunSummary) -> str:
-    loaded = sum(batch.rows_loaded for batch in run.batches)
-    quarantined = sum(batch.rows_quarantined for batch in run.batches)
-    lines = [
-        f"# daily-dunning, as of {run.as_of}{' (dry run)' if run.dry_run else ''}",
-        "",
-        f"- batches looked at: {len(run.batches)}",
-        f"- rows loaded: {loaded}",
-        f"- rows quarantined: {quarantined}",
-        f"- warehouse built for {run.as_of}: {run.marts.nodes if run.marts else 0} dbt nodes",
-        "",
-        "| gate | check | violations | passed |",
-        "|---|---|---|---|",
-        *[
-            f"| {r.gate} | {r.check} | {r.violations} | {'yes' if r.success else 'NO'} |"
+def _finish(run: RunSummary, settings: Settings) -> None:
+    """Record the run's outcome and write its report, whether it succeeded or not; a failure
+    here is logged and never hides the run's own error."""
+    record = run.record
+    if record is None:
+        return
+    for step in run.not_built_yet:
+        get_run_logger().warning("step not built yet, skipped: %s", step)
+    record.finish()
+    try:
+        connection = open_warehouse(settings.warehouse_path)
+    except Exception:  # the warehouse itself is the problem: nothing more to record
+        logger.exception("could not record run %s", run.run_id)
+        return
+    try:
+        if "report" in record.selected:
+            try:
+                with record.step("report"):
+                    run.files += write_the_run_report(connection, settings, summary_of(run))
+            except Exception:
+                logger.exception("the run report of %s could not be written", run.run_id)
+        record_run(connection, record, summary_of(run))
+    finally:
+        connection.close()
+
+
+def summary_of(run: RunSummary) -> dict[str, object]:
+    """The run as JSON: what ops.runs keeps and what the run report is built from."""
+    record = run.record
+    header = record.summary_header() if record else {"run_id": run.run_id}
+    contacts: list[dict[str, object]] = []
+    if run.plan is not None:
+        held = run.plan.held_back() if run.contacts else {}
+        source = held if run.contacts else {
+            (channel, status, reason or ""): count
+            for (channel, status, reason), count in run.plan.counts.items()
+        }  # fmt: skip
+        contacts += [
+            {"channel": channel, "status": status, "reason": reason or None, "count": count}
+            for (channel, status, reason), count in sorted(source.items())
+        ]
+    contacts += [
+        {"channel": channel.channel, "status": status, "reason": reason or None, "count": count}
+        for channel in run.contacts
+        for (status, reason), count in sorted(channel.counts.items())
+    ]
+    return {
+        **header,
+        "batches": [
+            {
+                "folder": batch.folder.name,
+                "batch_id": batch.batch_id,
+                "changed": batch.changed,
+                "rows_loaded": batch.rows_loaded,
+                "rows_quarantined": batch.rows_quarantined,
+            }
+            for batch in run.batches
+        ],
+        "gates": [
+            {"gate": r.gate, "check": r.check, "violations": r.violations, "passed": r.success}
             for gate in run.gates
             for r in gate.results
         ],
-        "",
-        *_contact_markdown(run),
-        "",
-        "Steps not built yet (skipped): " + "; ".join(run.not_built_yet),
-    ]
-    return "\n".join(lines)
-
-
-def _contact_markdown(run: RunSummary) -> list[str]:
-    if run.plan is None:
-        return []
-    lines = [
-        "| channel | status | reason | contacts |",
-        "|---|---|---|---|",
-    ]
-    if run.contacts:
-        for channel in run.contacts:
-            lines += [
-                f"| {channel.channel} | {status} | {reason} | {count} |"
-                for (status, reason), count in sorted(channel.counts.items())
-            ]
-    else:  # a dry run, or gates only: what the plan would do
-        lines += [
-            f"| {channel} | {status} (plan) | {reason or ''} | {count} |"
-            for (channel, status, reason), count in sorted(run.plan.counts.items(), key=str)
-        ]
-    lines += [f"| (re-check) | {what} | | {count} |" for what, count in run.rechecked.items()]
-    return lines
+        "events": asdict(run.events) if run.events is not None else None,
+        "plan": run.plan_rows,
+        "contacts": contacts,
+        "rechecked": run.rechecked,
+        "diff": run.diff,
+        "files": run.files,
+        "not_built_yet": list(run.not_built_yet),
+    }

@@ -125,7 +125,6 @@ def test_a_wrong_setting_stops_every_command(tmp_path: Path) -> None:
     [
         pytest.param(["bureau", "--period", "2026-10"], id="bureau"),
         pytest.param(["agencies"], id="agencies"),
-        pytest.param(["report"], id="report"),
     ],
 )
 def test_commands_not_built_yet_say_so(tmp_path: Path, args: list[str]) -> None:
@@ -158,3 +157,29 @@ def test_events_import_of_a_broken_file_says_what_is_wrong(tmp_path: Path) -> No
     result = recoup(tmp_path, "events", "import", str(events))
     assert result.returncode == 1
     assert "JSON array" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_monthly_report_writes_html_and_pdf(demo_home) -> None:
+    home, _ = demo_home
+    result = recoup(home, "report", "--month", "2026-11")
+    assert result.returncode == 0, result.stderr
+    folder = home / "out" / "reports" / "monthly"
+    assert (folder / "2026-11.html").is_file() and (folder / "2026-11.pdf").is_file()
+    assert f"Report: {folder / '2026-11.pdf'}" in result.stdout
+    assert (folder / "2026-11.pdf").read_bytes().startswith(b"%PDF")
+
+
+def test_a_month_that_is_not_a_month_is_refused(tmp_path: Path) -> None:
+    result = recoup(tmp_path, "report", "--month", "2026-13")
+    assert result.returncode == 2 and "is not a month; use YYYY-MM" in result.stderr
+
+
+def test_status_lists_the_last_runs_and_the_next_scheduled_one(demo_home) -> None:
+    home, _ = demo_home
+    status = recoup(home, "status")
+    assert status.returncode == 0, status.stderr
+    assert "Next scheduled run: " in status.stdout and "America/Chicago" in status.stdout
+    assert "Last runs (ops.runs)" in status.stdout and "succeeded" in status.stdout
+    assert (
+        "Run lock: free" in status.stdout and "Freshness: newest payment received" in status.stdout
+    )

@@ -78,7 +78,10 @@ def test_a_failed_gate_stops_the_run_before_dbt_and_anything_outbound(
     connection.close()
     assert marts == [(0,)]  # dbt never ran
     assert failed == [("due_date_not_before_issue_date",)]
-    assert not (recoup_home / "outbox").exists() and not (recoup_home / "out").exists()
+    assert not (recoup_home / "outbox").exists()  # nothing outbound: no email, letter, queue
+    assert sorted(path.name for path in (recoup_home / "out").iterdir()) == ["reports"]
+    [report] = (recoup_home / "out" / "reports" / "2026-03-31").glob("run_*.json")
+    assert '"failed_step": "gate_raw"' in report.read_text(encoding="utf-8")
 
 
 def contact_batch(folder: Path) -> Path:

@@ -29,7 +29,9 @@ def read_deployments() -> list[dict]:
 
 
 def test_the_deployments_the_style_guide_names_are_there() -> None:
-    assert {"daily-dunning", "rerun", "ingest"} <= {d["name"] for d in read_deployments()}
+    assert {"daily-dunning", "rerun", "ingest", "monthly-report"} <= {
+        d["name"] for d in read_deployments()
+    }
 
 
 @pytest.mark.parametrize("deployment", read_deployments(), ids=lambda d: d["name"])

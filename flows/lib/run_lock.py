@@ -28,8 +28,14 @@ class LockBusy(RuntimeError):
 
 
 @contextlib.contextmanager
-def run_lock(state_folder: Path, command: str, wait_seconds: float) -> Iterator[None]:
-    """Hold the lock for the block; wait up to `wait_seconds` for it, then refuse."""
+def run_lock(
+    state_folder: Path,
+    command: str,
+    wait_seconds: float,
+    details: dict[str, object] | None = None,
+) -> Iterator[None]:
+    """Hold the lock for the block; wait up to `wait_seconds` for it, then refuse. `details`
+    (a run id, an as-of date) are recorded with the holder, so a refused caller can name it."""
     state_folder.mkdir(parents=True, exist_ok=True)
     path = state_folder / LOCK_FILE_NAME
     handle = path.open("a+", encoding="utf-8")
@@ -50,6 +56,7 @@ def run_lock(state_folder: Path, command: str, wait_seconds: float) -> Iterator[
             "pid": os.getpid(),
             "host": socket.gethostname(),
             "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            **(details or {}),
         }
         handle.write(json.dumps(holder))
         handle.flush()
@@ -87,8 +94,13 @@ def _read_holder(path: Path) -> dict[str, object] | None:
 
 def _busy_message(path: Path, waited: float) -> str:
     holder = _read_holder(path) or {}
+    run = (
+        f"run {str(holder['run_id'])[:8]} for {holder.get('as_of', '?')}, "
+        if holder.get("run_id")
+        else ""
+    )
     who = (
-        f"`recoup {holder.get('command', '?')}` (pid {holder.get('pid', '?')} on "
+        f"`recoup {holder.get('command', '?')}` ({run}pid {holder.get('pid', '?')} on "
         f"{holder.get('host', '?')}, started {holder.get('started_at', '?')})"
     )
     return (

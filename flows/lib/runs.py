@@ -1,0 +1,259 @@
+"""The record of every daily run: its steps, their timings and outcome, in `ops.runs`.
+
+A run is a sequence of steps. Users name them in groups (`recoup run --only gates`,
+`--skip ingest`, `--resume`):
+
+| group | steps | what it does |
+|---|---|---|
+| ingest | ingest | load the batches waiting in the inbox |
+| gates | gate_raw, gate_warehouse | the data gates (gate_warehouse runs after build) |
+| build | build | dbt: balances, aging, holds, stages for the as-of date |
+| events | events | import SendGrid events and opt-outs |
+| contact | plan, recheck, email, letters, queue | plan the day's contacts and send them |
+| report | report | the run report (JSON, HTML, Prefect artifact) |
+
+Every step is recorded as done, failed or skipped with its seconds. A failed run keeps the
+step it failed in; `--resume` starts again from that step's group, skipping what came before
+(everything after it is idempotent: the ledger never sends a key twice).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Literal
+
+import duckdb
+
+StepGroup = Literal["ingest", "gates", "build", "events", "contact", "report"]
+GROUPS: dict[str, tuple[str, ...]] = {
+    "ingest": ("ingest",),
+    "gates": ("gate_raw", "gate_warehouse"),
+    "build": ("build",),
+    "events": ("events",),
+    "contact": ("plan", "recheck", "email", "letters", "queue"),
+    "report": ("report",),
+}
+# the order steps run in (gate_raw before build, gate_warehouse after it)
+STEPS: tuple[str, ...] = (
+    "ingest",
+    "gate_raw",
+    "build",
+    "gate_warehouse",
+    "events",
+    "plan",
+    "recheck",
+    "email",
+    "letters",
+    "queue",
+    "report",
+)
+GROUP_OF = {step: group for group, steps in GROUPS.items() for step in steps}
+
+RUNS_DDL = """
+create table if not exists ops.runs (
+    run_id VARCHAR PRIMARY KEY,
+    flow VARCHAR NOT NULL,
+    as_of_date DATE NOT NULL,
+    dry_run BOOLEAN NOT NULL,
+    scope VARCHAR,
+    status VARCHAR NOT NULL,
+    failed_step VARCHAR,
+    error VARCHAR,
+    started_at TIMESTAMPTZ NOT NULL,
+    finished_at TIMESTAMPTZ,
+    summary JSON
+)
+"""
+
+
+class StepSelectionError(ValueError):
+    """--only, --skip or --resume asked for something a run cannot do."""
+
+
+class NothingToResume(StepSelectionError):
+    """--resume, but no run of that date failed."""
+
+
+@dataclass
+class StepRecord:
+    step: str
+    status: Literal["done", "failed", "skipped"]
+    seconds: float = 0.0
+
+
+@dataclass
+class RunRecord:
+    run_id: str
+    flow: str
+    as_of: dt.date
+    dry_run: bool
+    scope: dict[str, object]
+    selected: frozenset[str]
+    started_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    steps: list[StepRecord] = field(default_factory=list)
+    status: Literal["running", "succeeded", "failed"] = "running"
+    failed_step: str | None = None
+    error: str | None = None
+    finished_at: dt.datetime | None = None
+
+    def runs(self, step: str) -> bool:
+        """Whether this run does `step`; a step it does not do is recorded as skipped."""
+        if step in self.selected:
+            return True
+        self.steps.append(StepRecord(step, "skipped"))
+        return False
+
+    def skip(self, step: str) -> None:
+        self.steps.append(StepRecord(step, "skipped"))
+
+    @contextlib.contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        """Time one step; a step that raises is the run's failed step."""
+        started = time.perf_counter()
+        try:
+            yield
+        except BaseException as error:
+            self.steps.append(StepRecord(name, "failed", round(time.perf_counter() - started, 3)))
+            self.status, self.failed_step = "failed", name
+            self.error = f"{type(error).__name__}: {error}"[:2000]
+            raise
+        self.steps.append(StepRecord(name, "done", round(time.perf_counter() - started, 3)))
+
+    def finish(self) -> None:
+        self.finished_at = dt.datetime.now(dt.UTC)
+        if self.status == "running":
+            self.status = "succeeded"
+
+    def summary_header(self) -> dict[str, object]:
+        """The part of the run summary that describes the run itself."""
+        return {
+            "run_id": self.run_id,
+            "flow": self.flow,
+            "as_of": self.as_of.isoformat(),
+            "dry_run": self.dry_run,
+            "scope": self.scope,
+            "status": self.status,
+            "failed_step": self.failed_step,
+            "error": self.error,
+            "started_at": self.started_at.isoformat(timespec="seconds"),
+            "finished_at": self.finished_at.isoformat(timespec="seconds")
+            if self.finished_at
+            else None,
+            "steps": [vars(step) for step in self.steps],
+        }
+
+
+def select_steps(
+    only: list[str] | None, skip: list[str] | None, *, resume_from: str | None = None
+) -> frozenset[str]:
+    """The steps a run does: every step, or the groups in `only`, less the groups in `skip`;
+    `resume_from` (a step) keeps that step's group and everything after it."""
+    unknown = sorted({*(only or ()), *(skip or ())} - set(GROUPS))
+    if unknown:
+        raise StepSelectionError(
+            f"{', '.join(unknown)}: not a step of the run; steps are {', '.join(GROUPS)}"
+        )
+    groups = set(only) if only else set(GROUPS)
+    groups -= set(skip or ())
+    selected = {step for group in groups for step in GROUPS[group]}
+    if resume_from is not None:
+        first = STEPS.index(GROUPS[GROUP_OF[resume_from]][0])
+        selected &= set(STEPS[first:])
+    # a resumed run passed the gates before it failed, and nothing has rebuilt since
+    if (
+        resume_from is None
+        and "plan" in selected
+        and not {"gate_raw", "gate_warehouse"} <= selected
+    ):
+        raise StepSelectionError(
+            "contacting needs both data gates: a run on bad data is worse than no run. "
+            "Drop --skip gates, or add gates to --only"
+        )
+    return frozenset(selected)
+
+
+def ensure_runs_table(connection: duckdb.DuckDBPyConnection) -> None:
+    connection.execute("create schema if not exists ops")
+    connection.execute(RUNS_DDL)
+
+
+def record_run(
+    connection: duckdb.DuckDBPyConnection, run: RunRecord, summary: dict[str, object]
+) -> None:
+    """Insert or update the run's row (a run writes it when it starts and when it ends)."""
+    ensure_runs_table(connection)
+    connection.execute(
+        """
+        insert or replace into ops.runs values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        """,
+        [
+            run.run_id,
+            run.flow,
+            run.as_of,
+            run.dry_run,
+            json.dumps(run.scope),
+            run.status,
+            run.failed_step,
+            run.error,
+            run.started_at,
+            run.finished_at,
+            json.dumps(summary, default=str),
+        ],
+    )
+
+
+def failed_step_to_resume(connection: duckdb.DuckDBPyConnection, as_of: dt.date) -> tuple[str, str]:
+    """(run id, failed step) of the latest run for `as_of` when it failed."""
+    ensure_runs_table(connection)
+    rows = connection.execute(
+        """
+        select run_id, status, failed_step from ops.runs
+        where as_of_date = ? and not dry_run
+        order by started_at desc limit 1
+        """,
+        [as_of],
+    ).fetchall()
+    if not rows:
+        raise NothingToResume(f"no run for {as_of} to resume; run it without --resume")
+    run_id, status, failed_step = rows[0]
+    if status != "failed" or failed_step is None:
+        raise NothingToResume(
+            f"the last run for {as_of} ({run_id[:8]}) {status}: there is nothing to resume"
+        )
+    return run_id, failed_step
+
+
+def recent_runs(connection: duckdb.DuckDBPyConnection, limit: int = 5) -> list[dict[str, object]]:
+    """The latest runs, newest first: date, outcome, failed step, seconds (none before the
+    first run; the connection may be read-only)."""
+    exists = connection.execute(
+        "select count(*) from information_schema.tables "
+        "where table_schema = 'ops' and table_name = 'runs'"
+    ).fetchall()[0][0]
+    if not exists:
+        return []
+    rows = connection.execute(
+        """
+        select
+            run_id, as_of_date, dry_run, status, failed_step, started_at,
+            date_diff('second', started_at, finished_at) as seconds
+        from ops.runs order by started_at desc limit ?
+        """,
+        [limit],
+    ).fetchall()
+    return [
+        {
+            "run": run_id[:8],
+            "as of": as_of,
+            "kind": "dry run" if dry else "run",
+            "outcome": status + (f" at {failed}" if failed else ""),
+            "started (UTC)": f"{started:%Y-%m-%d %H:%M}",
+            "seconds": seconds,
+        }
+        for run_id, as_of, dry, status, failed, started, seconds in rows
+    ]
