@@ -19,11 +19,12 @@ for the month or does not have the data yet (and which issue brings it):
 - agency performance: not built yet (issue #7).
 
 `monthly_report_sections(report)` turns that dict into what both templates show: per
-section a title, notes, a chart (SVG from matplotlib) and tables of formatted strings. The
-HTML comes from `report_templates/monthly_report.html.j2` (autoescaped), the PDF from
-`report_templates/monthly_report.typ`, which gets the sections as JSON through `sys.inputs`
-(text is never parsed as markup) and the charts as SVG bytes. DejaVu fonts only, and the
-creation date is the end of the month, so the same data gives the same PDF bytes.
+section a title, notes, a chart and tables of formatted strings. The charts are drawn by
+`flows.lib.report_charts` (matplotlib, as SVG); `monthly_report_charts` picks them for a
+report. The HTML comes from `report_templates/monthly_report.html.j2` (autoescaped), the PDF
+from `report_templates/monthly_report.typ`, which gets the sections as JSON through
+`sys.inputs` (text is never parsed as markup) and the charts as SVG bytes. DejaVu fonts only,
+and the creation date is the end of the month, so the same data gives the same PDF bytes.
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ import calendar
 import datetime as dt
 import functools
 import json
-import math
 import re
 import threading
 from collections.abc import Mapping, Sequence
@@ -42,35 +42,29 @@ from typing import Any
 
 import duckdb
 import markupsafe
-import numpy as np
 import typst
-from matplotlib.colors import LinearSegmentedColormap
-from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, MaxNLocator, PercentFormatter
 
 from flows.lib.letters import FONTS_DIR
 from flows.lib.output_files import write_atomically
-from flows.lib.run_report import (
+from flows.lib.report_charts import (
+    aging_trend_figure,
+    channel_figure,
+    cure_rate_figure,
+    kpi_figure,
+    roll_rate_figure,
+    svg_of,
+)
+from flows.lib.report_formats import (
     AGING_BUCKETS,
-    BUCKET_COLOURS,
-    CONTACT_OUTCOME,
-    GRID,
-    INK,
-    LIGHT,
-    MUTED,
-    OUTCOME_LABELS,
-    OUTCOME_ORDER,
-    PRIMARY,
-    REPORT_TEMPLATES_DIR,
-    SERIES_COLOURS,
+    ROLL_BUCKETS,
     amount_text,
-    chart_style,
+    short_date,
+)
+from flows.lib.run_report import (
+    REPORT_TEMPLATES_DIR,
     mart_exists,
     money_text,
-    money_ticks,
     report_environment,
-    svg_of,
-    thousands,
 )
 
 REPORT_VERSION = 1
@@ -81,38 +75,6 @@ CHART_KEYS = ("aging_trend", "roll_rates", "cure_rates", "kpis", "collections")
 AGENCY_ISSUE = 7
 PLAN_ISSUE = 13
 _MONTH = re.compile(r"(\d{4})-(\d{2})")
-# delinquency buckets of marts.fct_account_stage_history, as roll rates move between them
-ROLL_BUCKETS = (
-    "current",
-    "1_30",
-    "31_60",
-    "61_90",
-    "91_120",
-    "121_150",
-    "151_180",
-    "181_plus",
-    "no_balance",
-    "settled",
-)
-ROLL_LABELS = {
-    "current": "Current",
-    "1_30": "1-30",
-    "31_60": "31-60",
-    "61_90": "61-90",
-    "91_120": "91-120",
-    "121_150": "121-150",
-    "151_180": "151-180",
-    "181_plus": "181+",
-    "no_balance": "No balance",
-    "settled": "Settled",
-}
-OUTCOME_COLOURS = {
-    "went_out": PRIMARY,
-    "planned": LIGHT,
-    "held_back": "#e8c547",
-    "failed": "#c2423a",
-    "other": MUTED,
-}
 
 # A typst.Compiler serves one compilation at a time.
 _COMPILE_LOCK = threading.Lock()
@@ -685,331 +647,6 @@ def _iso(value: Any) -> str | None:
 # --- charts ---------------------------------------------------------------------------------
 
 
-def _currency_colours(currencies: Sequence[str]) -> dict[str, str]:
-    known = ("USD", "EUR", "GBP", "CAD")
-    ordered = [c for c in known if c in currencies] + sorted(
-        c for c in currencies if c not in known
-    )
-    palette = {c: SERIES_COLOURS[known.index(c)] for c in known if c in currencies}
-    spare = iter(SERIES_COLOURS[len(known) :])
-    for currency in ordered:
-        palette.setdefault(currency, next(spare, MUTED))
-    return palette
-
-
-def _short_date(iso: str) -> str:
-    day = dt.date.fromisoformat(iso)
-    return f"{day:%b} {day.day}"
-
-
-def aging_trend_figure(trend: Mapping[str, Any], month_name: str) -> Figure | None:
-    """Stacked open amount per bucket on each run date, one panel per currency."""
-    if not trend.get("available"):
-        return None
-    currencies = trend["currencies"]
-    with chart_style():
-        columns = 1 if len(currencies) == 1 else 2
-        rows = math.ceil(len(currencies) / columns)
-        figure = Figure(figsize=(7.2, 2.45 * rows + 0.9), layout="constrained")
-        axes = figure.subplots(rows, columns, squeeze=False)
-        for index, entry in enumerate(currencies):
-            ax = axes[index // columns][index % columns]
-            points = entry["points"]
-            positions = np.arange(len(points))
-            bottom = np.zeros(len(points))
-            for (name, label), colour in zip(AGING_BUCKETS, BUCKET_COLOURS, strict=True):
-                values = np.array([float(Decimal(p["buckets"][name])) for p in points])
-                ax.bar(positions, values, bottom=bottom, color=colour, width=0.7, label=label)
-                bottom += values
-            step = max(1, math.ceil(len(points) / 8))  # at most about eight date labels
-            ax.set_xticks(positions[::step], [_short_date(p["as_of_date"]) for p in points][::step])
-            ax.grid(axis="x", visible=False)
-            money_ticks(ax.yaxis)
-            ax.set_ylim(0, max(bottom.max(), 1) * 1.08)
-            ax.set_title(entry["currency"])
-            ax.set_title(
-                f"{amount_text(points[-1]['total_open'])} open on the last run",
-                loc="right",
-                fontsize=8,
-                fontweight="normal",
-                color=MUTED,
-            )
-            ax.set_ylabel(f"Total open ({entry['currency']})")
-            if index // columns == rows - 1:
-                ax.set_xlabel("Run date")
-        for index in range(len(currencies), rows * columns):
-            axes[index // columns][index % columns].set_visible(False)
-        handles, labels = axes[0][0].get_legend_handles_labels()
-        figure.legend(
-            handles,
-            labels,
-            loc="outside lower center",
-            ncols=len(labels) + 1,
-            title="Days past due:",
-            title_fontsize=8.5,
-            fontsize=8,
-            handlelength=1.2,
-            columnspacing=1.0,
-            alignment="left",
-        )
-        figure.suptitle(
-            f"Aging trend over the runs of {month_name}, per currency",
-            x=0.01,
-            ha="left",
-            fontsize=10.5,
-            fontweight="bold",
-        )
-    return figure
-
-
-def roll_rate_figure(roll: Mapping[str, Any]) -> Figure | None:
-    """Heatmap: where each bucket's accounts went, in percent of the bucket's accounts."""
-    if not roll.get("available"):
-        return None
-    matrix, from_buckets, to_buckets = _roll_matrix(roll["cells"])
-    shares = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1) * 100
-    with chart_style():
-        figure = Figure(
-            figsize=(7.2, max(2.8, 0.3 * len(from_buckets) + 1.5)), layout="constrained"
-        )
-        ax = figure.subplots()
-        colours = LinearSegmentedColormap.from_list("recoup", ["#ffffff", PRIMARY])
-        image = ax.imshow(shares, cmap=colours, vmin=0, vmax=100, aspect="auto")
-        ax.grid(False)
-        ax.set_xticks(range(len(to_buckets)), [ROLL_LABELS.get(b, b) for b in to_buckets])
-        ax.set_yticks(range(len(from_buckets)), [ROLL_LABELS.get(b, b) for b in from_buckets])
-        ax.tick_params(length=0)
-        ax.xaxis.set_ticks_position("top")
-        ax.xaxis.set_label_position("top")
-        for spine in ax.spines.values():
-            spine.set_visible(False)
-        for row in range(len(from_buckets)):
-            for column in range(len(to_buckets)):
-                if matrix[row, column]:
-                    share = shares[row, column]
-                    ax.text(
-                        column,
-                        row,
-                        f"{share:.0f}%",
-                        ha="center",
-                        va="center",
-                        fontsize=7.5,
-                        color="white" if share > 55 else INK,
-                    )
-        ax.set_xlabel(f"Bucket on {roll['as_of_date']}")
-        ax.set_ylabel(f"Bucket on {roll['from_date']}")
-        bar = figure.colorbar(image, ax=ax, shrink=0.8, pad=0.02)
-        bar.ax.yaxis.set_major_formatter(PercentFormatter(decimals=0))
-        bar.outline.set_visible(False)
-        bar.set_label("Share of accounts", color=MUTED)
-        ax.set_title("Roll rates: share of accounts per starting bucket (all currencies)", pad=10)
-    return figure
-
-
-def _roll_matrix(cells: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, list[str], list[str]]:
-    """Accounts from bucket to bucket, all currencies together (a count of accounts adds up
-    across currencies)."""
-
-    def order(bucket: str) -> tuple[int, str]:
-        return (ROLL_BUCKETS.index(bucket) if bucket in ROLL_BUCKETS else len(ROLL_BUCKETS), bucket)
-
-    from_buckets = sorted({cell["from_bucket"] for cell in cells}, key=order)
-    to_buckets = sorted({cell["to_bucket"] for cell in cells}, key=order)
-    matrix = np.zeros((len(from_buckets), len(to_buckets)))
-    for cell in cells:
-        matrix[from_buckets.index(cell["from_bucket"]), to_buckets.index(cell["to_bucket"])] += (
-            cell["accounts"]
-        )
-    return matrix, from_buckets, to_buckets
-
-
-def cure_rate_figure(cure: Mapping[str, Any]) -> Figure | None:
-    """Cure rate per stage, ladder order, all currencies together."""
-    if not cure.get("available"):
-        return None
-    stages = _cure_by_stage(cure["rows"])
-    with chart_style():
-        figure = Figure(figsize=(7.2, 0.42 * len(stages) + 1.3), layout="constrained")
-        ax = figure.subplots()
-        rates = [100 * s["cured"] / s["accounts"] if s["accounts"] else 0 for s in stages]
-        positions = range(len(stages))
-        ax.barh(positions, [100] * len(stages), color=GRID, height=0.62)
-        ax.barh(positions, rates, color="#3f8f5f", height=0.62)
-        ax.set_yticks(list(positions), [s["stage"].replace("_", " ") for s in stages])
-        ax.invert_yaxis()
-        ax.tick_params(axis="y", length=0)
-        ax.grid(axis="y", visible=False)
-        ax.set_xlim(0, 100)
-        ax.xaxis.set_major_formatter(PercentFormatter(decimals=0))
-        for position, stage, rate in zip(positions, stages, rates, strict=True):
-            ax.text(
-                min(rate, 62) + 1.5,
-                position,
-                f"{rate:.1f}%  ({stage['cured']:,} of {stage['accounts']:,})",
-                va="center",
-                fontsize=8,
-                color=INK,
-            )
-        ax.set_xlabel(
-            f"Accounts cured by {cure['as_of_date']}, of those in the stage on {cure['from_date']}"
-        )
-        ax.set_title("Cure rate by escalation stage (all currencies)")
-    return figure
-
-
-def _cure_by_stage(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    stages: dict[tuple[int, str], dict[str, Any]] = {}
-    for row in rows:
-        entry = stages.setdefault(
-            (row["stage_order"], row["stage"]), {"stage": row["stage"], "accounts": 0, "cured": 0}
-        )
-        entry["accounts"] += row["accounts"]
-        entry["cured"] += row["cured"]
-    return [stages[key] for key in sorted(stages)]
-
-
-KPI_PANELS = (
-    ("dso_days", "DSO (days)", "days"),
-    ("collection_effectiveness_index", "CEI (%)", "percent"),
-    ("promise_kept_rate", "Promise-kept rate (%)", "percent"),
-)
-
-
-def kpi_figure(kpis: Mapping[str, Any]) -> Figure | None:
-    """DSO, CEI and promise-kept rate per currency: lines over the run dates when the mart
-    has several in the month, bars for a single date."""
-    if not kpis.get("available"):
-        return None
-    rows = kpis["rows"]
-    currencies = sorted({row["currency"] for row in rows})
-    colours = _currency_colours(currencies)
-    trend = len(kpis["dates"]) > 1
-    with chart_style():
-        figure = Figure(figsize=(7.2, 2.7), layout="constrained")
-        axes = figure.subplots(1, len(KPI_PANELS))
-        for ax, (column, title, unit) in zip(axes, KPI_PANELS, strict=True):
-            if trend:
-                for currency in currencies:
-                    series = [
-                        r for r in rows if r["currency"] == currency and r[column] is not None
-                    ]
-                    ax.plot(
-                        [dt.date.fromisoformat(r["as_of_date"]) for r in series],
-                        [r[column] for r in series],
-                        marker="o",
-                        markersize=3.5,
-                        color=colours[currency],
-                        label=currency,
-                    )
-                dates = kpis["dates"]
-                step = max(1, math.ceil(len(dates) / 4))  # about four labels per panel
-                ticks = dates[::step]
-                ax.set_xticks([dt.date.fromisoformat(day) for day in ticks])
-                ax.set_xticklabels([_short_date(day) for day in ticks])
-                ax.margins(x=0.08)
-            else:
-                values = {r["currency"]: r[column] for r in rows}
-                shown = [c for c in currencies if values.get(c) is not None]
-                ax.bar(
-                    range(len(shown)),
-                    [values[c] for c in shown],
-                    color=[colours[c] for c in shown],
-                    width=0.6,
-                )
-                ax.set_xticks(range(len(shown)), shown)
-                spare = max(0.0, (3 - len(shown)) / 2)  # a lone bar stays a bar, not a wall
-                ax.set_xlim(-0.5 - spare, len(shown) - 0.5 + spare)
-                ax.grid(axis="x", visible=False)
-                for position, currency in enumerate(shown):
-                    ax.text(
-                        position,
-                        values[currency],
-                        f"{values[currency]:,.1f}",
-                        ha="center",
-                        va="bottom",
-                        fontsize=7.5,
-                        color=INK,
-                    )
-                if not shown:
-                    ax.text(
-                        0.5,
-                        0.5,
-                        "n/a (see the note)",
-                        ha="center",
-                        va="center",
-                        color=MUTED,
-                        transform=ax.transAxes,
-                    )
-            if unit == "percent":
-                ax.yaxis.set_major_formatter(PercentFormatter(decimals=0))
-                ax.set_ylim(0, 105)
-            else:
-                ax.yaxis.set_major_formatter(FuncFormatter(thousands))
-                ax.set_ylim(bottom=0)
-                ax.margins(y=0.15)
-            ax.set_title(title, fontsize=9.5)
-        if trend:
-            handles, labels = axes[0].get_legend_handles_labels()
-            figure.legend(handles, labels, loc="outside lower center", ncols=len(labels))
-        subtitle = (
-            f"over the runs {kpis['dates'][0]} to {kpis['dates'][-1]}"
-            if trend
-            else f"on {kpis['dates'][0]}, per currency"
-        )
-        figure.suptitle(
-            f"Collection KPIs {subtitle}", x=0.01, ha="left", fontsize=10.5, fontweight="bold"
-        )
-    return figure
-
-
-def channel_figure(collections: Mapping[str, Any]) -> Figure | None:
-    """Contacts per channel in the month, stacked by what became of them."""
-    if not collections.get("available"):
-        return None
-    groups = (*OUTCOME_ORDER, "other")
-    counts: dict[str, dict[str, int]] = {}
-    for row in collections["statuses"]:
-        group = CONTACT_OUTCOME.get(row["status"], "other")
-        per = counts.setdefault(row["channel"], dict.fromkeys(groups, 0))
-        per[group] += row["contacts"]
-    channels = sorted(counts)
-    with chart_style():
-        figure = Figure(figsize=(7.2, 0.5 * len(channels) + 1.5), layout="constrained")
-        ax = figure.subplots()
-        left = np.zeros(len(channels))
-        for group in groups:
-            values = np.array([counts[channel][group] for channel in channels])
-            if values.any():
-                ax.barh(
-                    channels,
-                    values,
-                    left=left,
-                    color=OUTCOME_COLOURS[group],
-                    height=0.6,
-                    label=OUTCOME_LABELS[group],
-                )
-                left += values
-        ax.invert_yaxis()
-        ax.tick_params(axis="y", length=0)
-        ax.grid(axis="y", visible=False)
-        ax.xaxis.set_major_formatter(FuncFormatter(thousands))
-        ax.xaxis.set_major_locator(MaxNLocator(nbins=6, integer=True))
-        ax.set_xlim(0, max(left.max(), 1) * 1.12)
-        for position, total in enumerate(left):
-            ax.text(
-                total + left.max() * 0.01,
-                position,
-                f"{int(total):,}",
-                va="center",
-                fontsize=8.5,
-                color=INK,
-            )
-        ax.set_xlabel("Contacts planned by the month's runs")
-        ax.set_title("Contacts by channel and outcome")
-        ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncols=4, borderaxespad=0.2)
-    return figure
-
-
 def monthly_report_charts(report: Mapping[str, Any]) -> dict[str, str | None]:
     """Every chart of the report as SVG text (None where a section has no data)."""
     figures = {
@@ -1117,8 +754,8 @@ def _aging_section(report: Mapping[str, Any], data: Mapping[str, Any]) -> tuple[
     header = (
         "currency",
         "accounts (last run)",
-        f"open on {_short_date(dates[0])}",
-        f"open on {_short_date(dates[-1])}",
+        f"open on {short_date(dates[0])}",
+        f"open on {short_date(dates[-1])}",
         "change",
         "past due (last run)",
         "share 90+ days",

@@ -14,20 +14,16 @@ from matplotlib, no script, nothing fetched) from `report_templates/run_report.h
 autoescaped, so a stage name or a reason can never become markup. `run_report_markdown` is the
 short version for the Prefect artifact; `write_run_report` writes the JSON and the HTML.
 
-The chart helpers here (`chart_style`, `svg_of`, the palette) are shared with the monthly
-report, so both reports look alike.
+The charts, their palette and `amount_text` come from `flows.lib.report_charts`, which the
+monthly report shares, so both reports look alike.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import functools
-import io
 import json
-import math
-import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -35,99 +31,28 @@ from typing import Any
 import duckdb
 import jinja2
 import markupsafe
-import matplotlib
-from babel.numbers import format_decimal
-from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from flows.lib.output_files import write_atomically
+from flows.lib.report_charts import (
+    aging_distribution_figure,
+    stage_funnel_figure,
+    svg_of,
+)
+from flows.lib.report_formats import (
+    AGING_BUCKETS,
+    CONTACT_OUTCOME,
+    OUTCOME_LABELS,
+    OUTCOME_ORDER,
+    amount_text,
+    stage_label,
+)
 
 REPORT_TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "report_templates"
 RUN_REPORT_TEMPLATE = "run_report.html.j2"
 REPORT_VERSION = 1
 CENT = Decimal("0.01")
 
-# The aging buckets of marts.fct_account_aging, oldest last, with the labels charts show.
-AGING_BUCKETS: tuple[tuple[str, str], ...] = (
-    ("current", "Current"),
-    ("dpd_1_30", "1-30"),
-    ("dpd_31_60", "31-60"),
-    ("dpd_61_90", "61-90"),
-    ("dpd_91_120", "91-120"),
-    ("dpd_121_150", "121-150"),
-    ("dpd_151_180", "151-180"),
-    ("dpd_181_plus", "181+"),
-)
 STAGE_MARTS = ("fct_account_stage_history", "fct_account_aging")
-
-# What became of a contact, by its ledger status (marts.fct_contact_log.status).
-CONTACT_OUTCOME = {
-    "sent": "went_out",
-    "maybe_sent": "went_out",  # no clear answer from the provider; never re-sent blindly
-    "planned": "planned",  # a dry run plans and sends nothing
-    "sending": "failed",  # still claimed after the step ended: treated as not sent
-    "failed": "failed",
-    "suppressed": "held_back",
-    "deferred": "held_back",
-    "cancelled": "held_back",
-}
-OUTCOME_ORDER = ("went_out", "planned", "held_back", "failed")
-OUTCOME_LABELS = {
-    "went_out": "went out",
-    "planned": "planned",
-    "held_back": "held back",
-    "failed": "failed",
-    "other": "other",
-}
-
-# One palette for every chart of both reports.
-INK = "#1f2933"
-MUTED = "#616e7c"
-GRID = "#e4e7eb"
-PRIMARY = "#1f5f8b"
-LIGHT = "#a9c6de"
-# current (green) to 181+ (dark red): the older, the hotter
-BUCKET_COLOURS = (
-    "#3f8f5f",
-    "#9cbf5a",
-    "#e8c547",
-    "#f09a48",
-    "#e0663f",
-    "#c2423a",
-    "#93262e",
-    "#5e1622",
-)
-# one colour per currency (Okabe-Ito, readable for colour-blind readers)
-SERIES_COLOURS = ("#0072b2", "#e69f00", "#009e73", "#cc79a7", "#56b4e9", "#d55e00", "#000000")
-CHART_STYLE: dict[str, Any] = {
-    "font.family": "DejaVu Sans",
-    "font.size": 9,
-    "axes.titlesize": 10.5,
-    "axes.titleweight": "bold",
-    "axes.titlelocation": "left",
-    "axes.titlepad": 8,
-    "axes.labelsize": 9,
-    "axes.labelcolor": MUTED,
-    "axes.edgecolor": GRID,
-    "axes.spines.top": False,
-    "axes.spines.right": False,
-    "axes.grid": True,
-    "axes.axisbelow": True,
-    "grid.color": GRID,
-    "grid.linewidth": 0.8,
-    "xtick.color": MUTED,
-    "ytick.color": MUTED,
-    "xtick.labelcolor": INK,
-    "ytick.labelcolor": INK,
-    "legend.frameon": False,
-    "legend.fontsize": 8.5,
-    "figure.facecolor": "white",
-    "svg.fonttype": "path",  # glyphs as paths: the SVG needs no font on the reader's machine
-    "svg.hashsalt": "recoup-report",  # stable ids: the same data gives the same bytes
-}
-
-
-_SVG_METADATA = re.compile(r"\s*<metadata>.*?</metadata>", re.DOTALL)
 
 
 # --- building the report --------------------------------------------------------------------
@@ -451,135 +376,7 @@ def _duration(started: object, finished: object) -> float | None:
     return round((end - start).total_seconds(), 1)
 
 
-# --- charts ---------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def chart_style() -> Iterator[None]:
-    """The house style of report charts, for building and saving a figure."""
-    with matplotlib.rc_context(CHART_STYLE):
-        yield
-
-
-def svg_of(figure: Figure, name: str) -> str:
-    """The figure as an `<svg>` element to inline in HTML or hand to Typst: no XML prolog, no
-    metadata or date, ids salted the same way every time (the same figure gives the same
-    text) and prefixed with `name`, so several charts on one page never share an id."""
-    buffer = io.StringIO()
-    with chart_style():
-        figure.savefig(buffer, format="svg", metadata={"Date": None}, facecolor="white")
-    text = buffer.getvalue()
-    text = text[text.index("<svg") :]
-    text = _SVG_METADATA.sub("", text)
-    text = text.replace(' id="', f' id="{name}-')
-    text = text.replace("url(#", f"url(#{name}-").replace('href="#', f'href="#{name}-')
-    return text
-
-
-def thousands(value: float, _position: object = None) -> str:
-    """A tick label with thousands separators and no decimals: 1,250,000."""
-    return f"{value:,.0f}"
-
-
-def money_ticks(axis: Any) -> None:
-    """Money on `axis` (ax.yaxis or ax.xaxis) with thousands separators, at round steps."""
-    axis.set_major_formatter(FuncFormatter(thousands))
-    axis.set_major_locator(MaxNLocator(nbins=5, steps=[1, 2, 2.5, 5, 10]))
-
-
-def stage_funnel_figure(funnel: Sequence[Mapping[str, Any]], as_of: str) -> Figure | None:
-    """Accounts per stage, in ladder order (top to bottom), the held ones apart."""
-    if not funnel:
-        return None
-    with chart_style():
-        labels = [_stage_label(row["stage"]) for row in funnel]
-        free = [row["accounts"] - row["held"] for row in funnel]
-        held = [row["held"] for row in funnel]
-        figure = Figure(figsize=(7.2, 0.42 * len(funnel) + 1.3), layout="constrained")
-        ax = figure.subplots()
-        positions = range(len(funnel))
-        ax.barh(positions, free, color=PRIMARY, height=0.66, label="not held")
-        ax.barh(positions, held, left=free, color=LIGHT, height=0.66, label="held")
-        ax.set_yticks(list(positions), labels)
-        ax.invert_yaxis()  # the first stage on top
-        ax.tick_params(axis="y", length=0)
-        ax.grid(axis="y", visible=False)
-        ax.xaxis.set_major_formatter(FuncFormatter(thousands))
-        ax.xaxis.set_major_locator(MaxNLocator(nbins=6, integer=True))
-        widest = max(row["accounts"] for row in funnel) or 1
-        ax.set_xlim(0, widest * 1.14)
-        for position, row in zip(positions, funnel, strict=True):
-            ax.text(
-                row["accounts"] + widest * 0.01,
-                position,
-                f"{row['accounts']:,}",
-                va="center",
-                fontsize=8.5,
-                color=INK,
-            )
-        ax.set_xlabel("Accounts (all currencies)")
-        ax.set_title(f"Accounts per escalation stage on {as_of}")
-        if any(held):
-            ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncols=2, borderaxespad=0.2)
-    return figure
-
-
-def aging_distribution_figure(aging: Sequence[Mapping[str, Any]], as_of: str) -> Figure | None:
-    """Open amount per days-past-due bucket, one panel per currency (each in its own money)."""
-    if not aging:
-        return None
-    with chart_style():
-        columns = 1 if len(aging) == 1 else 2
-        rows = math.ceil(len(aging) / columns)
-        figure = Figure(figsize=(7.2, 2.5 * rows + 0.5), layout="constrained")
-        axes = figure.subplots(rows, columns, squeeze=False)
-        labels = [label for _, label in AGING_BUCKETS]
-        for index, entry in enumerate(aging):
-            ax = axes[index // columns][index % columns]
-            values = [float(Decimal(entry["buckets"][name])) for name, _ in AGING_BUCKETS]
-            ax.bar(range(len(values)), values, color=BUCKET_COLOURS, width=0.72)
-            ax.set_xticks(range(len(labels)), labels)
-            if columns > 1:  # half-width panels: slanted labels keep clear of each other
-                ax.tick_params(axis="x", labelrotation=35, labelsize=8)
-                for label in ax.get_xticklabels():
-                    label.set_horizontalalignment("right")
-                    label.set_rotation_mode("anchor")
-            ax.grid(axis="x", visible=False)
-            money_ticks(ax.yaxis)
-            ax.set_ylim(bottom=0)
-            ax.set_title(entry["currency"])
-            ax.set_title(
-                f"{amount_text(entry['total_open'])} open · {entry['accounts']:,} accounts",
-                loc="right",
-                fontsize=8,
-                fontweight="normal",
-                color=MUTED,
-            )
-            ax.set_ylabel(f"Open amount ({entry['currency']})")
-            if index // columns == rows - 1:
-                ax.set_xlabel("Days past due")
-        for index in range(len(aging), rows * columns):
-            axes[index // columns][index % columns].set_visible(False)
-        figure.suptitle(
-            f"Aging distribution on {as_of}, per currency",
-            x=0.01,
-            ha="left",
-            fontsize=10.5,
-            fontweight="bold",
-        )
-    return figure
-
-
-def _stage_label(stage: str) -> str:
-    return stage.replace("_", " ")
-
-
 # --- rendering ------------------------------------------------------------------------------
-
-
-def amount_text(amount: object) -> str:
-    """A money string for people: "1234567.5" -> "1,234,567.50"."""
-    return format_decimal(Decimal(str(amount)), format="#,##0.00", locale="en_US")
 
 
 def count_text(value: object) -> str:
@@ -607,7 +404,7 @@ def build_report_environment(root: Path = REPORT_TEMPLATES_DIR) -> jinja2.Enviro
     env.filters["amount"] = amount_text
     env.filters["count"] = count_text
     env.filters["percent"] = percent_text
-    env.filters["label"] = _stage_label
+    env.filters["label"] = stage_label
     env.filters["outcome"] = lambda outcome: OUTCOME_LABELS.get(outcome, outcome)
     return env
 
