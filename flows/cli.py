@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from flows.lib.config import ConfigError, Settings, load_settings
+from flows.lib.contact_data import MartsNotForDate
 from flows.lib.dbt_build import DbtFailed
 from flows.lib.email_events import EventKeyError, EventPayloadError
 from flows.lib.emailing import TemplatesNotReady
@@ -42,6 +43,12 @@ app = typer.Typer(
 console = Console()
 error_console = Console(stderr=True)
 NOT_BUILT_EXIT_CODE = 2
+
+
+class RunFailed(RuntimeError):
+    """The run finished, but one of its steps failed."""
+
+
 USER_ERRORS = (
     ConfigError,
     BatchError,
@@ -55,6 +62,8 @@ USER_ERRORS = (
     EventPayloadError,
     EventKeyError,
     StepSelectionError,
+    MartsNotForDate,
+    RunFailed,
 )
 
 
@@ -304,9 +313,10 @@ def _run_daily(
             resume=resume,
             allow_volume_spike=allow_volume_spike,
         )
+    ingested = summary.record is not None and "ingest" in summary.record.selected
     if summary.batches:
         _print_batches(summary.batches)
-    else:
+    elif ingested:
         console.print("No batch waiting in the inbox.")
     _print_table(
         "Gates",
@@ -329,6 +339,10 @@ def _run_daily(
         "[yellow]Not built yet, skipped:[/] " + "; ".join(summary.not_built_yet), highlight=False
     )
     _print_quarantine_hint(settings, sum(batch.rows_quarantined for batch in summary.batches))
+    record = summary.record
+    if record is not None and record.status != "succeeded":
+        # the flow returned, yet a step failed (the run report): say so, and exit 1
+        raise RunFailed(f"the run {record.status} at {record.failed_step}: {record.error}")
 
 
 # --- status, quarantine, sql -------------------------------------------------------------
@@ -345,7 +359,7 @@ def status() -> None:
         quarantine_counts,
         warehouse_rows,
     )
-    from flows.lib.warehouse import open_warehouse, scalar
+    from flows.lib.warehouse import scalar
 
     console.print(f"RECOUP_HOME: {settings.home}")
     from flows.lib.schedule import next_scheduled_run
@@ -365,7 +379,7 @@ def status() -> None:
         )
         return
     console.print("Run lock: free")
-    connection = open_warehouse(settings.warehouse_path, read_only=True)
+    connection = _read_only(settings)
     try:
         batches = scalar(connection, "select count(*) from raw.load_batches")
         last = scalar(connection, "select max(finished_at) from raw.load_batches")
@@ -406,9 +420,8 @@ def quarantine(
     """List the quarantined rows still waiting for a fix, with file, line and reason."""
     settings = _settings()
     from flows.lib.summaries import quarantine_rows
-    from flows.lib.warehouse import open_warehouse
 
-    connection = open_warehouse(settings.warehouse_path, read_only=True)
+    connection = _read_only(settings)
     try:
         rows = quarantine_rows(connection, limit)
     finally:
@@ -425,9 +438,7 @@ def sql(query: Annotated[str, typer.Argument(help="A read-only SQL query.")]) ->
     settings = _settings()
     import duckdb
 
-    from flows.lib.warehouse import open_warehouse
-
-    connection = open_warehouse(settings.warehouse_path, read_only=True)
+    connection = _read_only(settings)
     try:
         try:
             cursor = connection.execute(query)
@@ -574,6 +585,36 @@ def _command_name() -> str:
         return str(invoked)
 
 
+def _read_only(settings: Settings) -> _ReadConnection:
+    """A read-only connection that holds the run lock until it is closed: a reader never has
+    the file open while a run needs it (it waits for a running run, up to
+    ingest.lock_wait_seconds, then says which run is in the way)."""
+    return _ReadConnection(settings)
+
+
+class _ReadConnection:
+    def __init__(self, settings: Settings) -> None:
+        from flows.lib.run_lock import run_lock
+        from flows.lib.warehouse import open_warehouse
+
+        self._lock = run_lock(settings.path("state"), "read", settings.ingest.lock_wait_seconds)
+        self._lock.__enter__()
+        try:
+            self._connection = open_warehouse(settings.warehouse_path, read_only=True)
+        except BaseException:
+            self._lock.__exit__(None, None, None)
+            raise
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._connection, name)
+
+    def close(self) -> None:
+        try:
+            self._connection.close()
+        finally:
+            self._lock.__exit__(None, None, None)
+
+
 def _print_table(title: str | None, rows: list[dict[str, object]]) -> None:
     if not rows:
         console.print("(no rows)")
@@ -597,9 +638,8 @@ def _cell(value: object) -> str:
 
 def _print_stages(settings: Settings, as_of: dt.date) -> None:
     from flows.lib.summaries import stage_rows
-    from flows.lib.warehouse import open_warehouse
 
-    connection = open_warehouse(settings.warehouse_path, read_only=True)
+    connection = _read_only(settings)
     try:
         _print_table(f"Escalation stages on {as_of}", stage_rows(connection))
     finally:

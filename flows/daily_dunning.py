@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import shutil
+import time
 import uuid
 from dataclasses import asdict, dataclass, field
 
@@ -35,7 +37,7 @@ from flows.lib.dbt_build import DbtOutcome
 from flows.lib.dry_run import diff_markdown, dry_run_diff, plan_by_stage
 from flows.lib.email_events import ImportOutcome
 from flows.lib.export_files import inbox_batch_folders
-from flows.lib.gates import GateOutcome, record_build
+from flows.lib.gates import GateOutcome, latest_build, record_build
 from flows.lib.ledger import ChannelOutcome
 from flows.lib.loader import BatchOutcome
 from flows.lib.output_files import csv_bytes, write_atomically
@@ -43,13 +45,16 @@ from flows.lib.planner import ContactScope, Plan
 from flows.lib.run_lock import run_lock
 from flows.lib.run_logs import run_log
 from flows.lib.runs import (
+    STEPS,
     RunRecord,
     StepGroup,
-    failed_step_to_resume,
+    StepSelectionError,
+    mark_interrupted,
     record_run,
+    run_to_resume,
     select_steps,
 )
-from flows.lib.warehouse import open_warehouse
+from flows.lib.warehouse import WarehouseBusy, open_warehouse
 from flows.tasks.build import build_marts
 from flows.tasks.contact import (
     plan_contacts,
@@ -104,33 +109,98 @@ def daily_dunning(
     settings = load_settings()
     day = as_of or settings.today()
     run = RunSummary(run_id=str(flow_run.get_id() or uuid.uuid4()), as_of=day, dry_run=dry_run)
-    scope = ContactScope(segment=segment, account_ids=tuple(accounts) if accounts else None)
-    holder = {"run_id": run.run_id, "as_of": day.isoformat()}
+    holder = {"run_id": run.run_id, "as_of": day.isoformat(), "dry_run": dry_run}
     with (
         run_lock(settings.path("state"), "run", settings.ingest.lock_wait_seconds, holder),
         run_log(settings.path("state") / "logs" / day.isoformat(), run.run_id),
     ):
-        resume_from = None
-        if resume:
-            connection = open_warehouse(settings.warehouse_path)
-            try:
-                resumed, resume_from = failed_step_to_resume(connection, day)
-            finally:
-                connection.close()
-            get_run_logger().info("resuming run %s from step %s", resumed[:8], resume_from)
+        choices: dict[str, object] = {
+            "only": only, "skip": skip, "segment": segment, "accounts": accounts,
+        }  # fmt: skip
+        resume_from, gates_passed = None, False
+        connection = open_warehouse(settings.warehouse_path)
+        try:
+            interrupted = mark_interrupted(connection)  # we hold the lock: those were killed
+            if interrupted:
+                get_run_logger().warning("%s earlier runs were interrupted", interrupted)
+            if resume:
+                resume_from, gates_passed, choices = _resume_point(connection, day, choices)
+        finally:
+            connection.close()
         run.record = RunRecord(
             run_id=run.run_id,
             flow="daily-dunning",
             as_of=day,
             dry_run=dry_run,
-            scope={"segment": segment, "accounts": len(accounts) if accounts else None},
-            selected=select_steps(only, skip, resume_from=resume_from),
+            scope={"segment": choices["segment"], "accounts": _count(choices["accounts"])},
+            selected=select_steps(
+                choices["only"],  # type: ignore[arg-type]
+                choices["skip"],  # type: ignore[arg-type]
+                resume_from=resume_from,
+                gates_passed=gates_passed,
+            ),
+            choices=choices,
         )
+        scope = ContactScope(
+            segment=choices["segment"],  # type: ignore[arg-type]
+            account_ids=tuple(choices["accounts"]) if choices["accounts"] else None,  # type: ignore[arg-type]
+        )
+        # a dry run works on a scratch copy of the warehouse: its ingest, dbt build and plan
+        # must not change the history later runs decide from
+        work = _scratch_copy(settings, run.run_id) if dry_run else settings
         try:
-            _run_steps(run, settings, scope, allow_volume_spike)
+            _run_steps(run, work, scope, allow_volume_spike)
+        except BaseException as error:
+            run.record.fail_between_steps(error)
+            raise
         finally:
-            _finish(run, settings)
+            _finish(run, settings, work)
     return run
+
+
+def _resume_point(
+    connection, day: dt.date, choices: dict[str, object]
+) -> tuple[str, bool, dict[str, object]]:
+    """Where a resume starts, whether the resumed run's gates count, and its choices."""
+    if any(value is not None for value in choices.values()):
+        raise StepSelectionError(
+            "a resume takes the failed run's segment, accounts and steps; run --resume without "
+            "--segment, --accounts, --only or --skip"
+        )
+    resumable = run_to_resume(connection, day)
+    resume_from, gates_passed = resumable.failed_step, resumable.gates_passed
+    # the marts hold one build: when another date was built since, build this one again
+    # (and check it) before contacting, or the contacts would carry that date's amounts
+    if STEPS.index(resume_from) > STEPS.index("build") and latest_build(connection) != day:
+        resume_from, gates_passed = "gate_raw", False
+    get_run_logger().info("resuming run %s from step %s", resumable.run_id[:8], resume_from)
+    return (
+        resume_from,
+        gates_passed,
+        {
+            "only": resumable.only,
+            "skip": resumable.skip,
+            "segment": resumable.segment,
+            "accounts": resumable.accounts,
+        },
+    )
+
+
+def _count(accounts: object) -> int | None:
+    return len(accounts) if isinstance(accounts, list) else None
+
+
+def _scratch_copy(settings: Settings, run_id: str) -> Settings:
+    """Settings that point at a copy of the warehouse, for a dry run."""
+    folder = settings.path("state") / "dry_runs" / run_id
+    folder.mkdir(parents=True, exist_ok=True)
+    copy = folder / settings.warehouse_path.name
+    for suffix in ("", ".wal"):
+        source = settings.warehouse_path.with_name(settings.warehouse_path.name + suffix)
+        if source.exists():
+            shutil.copy2(source, folder / source.name)
+    paths = settings.paths.model_copy(update={"warehouse": str(copy)})
+    return settings.model_copy(update={"paths": paths})
 
 
 def _run_steps(
@@ -233,9 +303,10 @@ def _write_dry_run(run: RunSummary, settings: Settings, connection) -> None:
     )
 
 
-def _finish(run: RunSummary, settings: Settings) -> None:
-    """Record the run's outcome and write its report, whether it succeeded or not; a failure
-    here is logged and never hides the run's own error."""
+def _finish(run: RunSummary, settings: Settings, work: Settings) -> None:
+    """Record the run's outcome and write its report, whether it succeeded or not. The report
+    is built from the warehouse the run worked on (a dry run's scratch copy); the run is
+    recorded in the real one. A failure here is logged and never hides the run's own error."""
     record = run.record
     if record is None:
         return
@@ -243,9 +314,9 @@ def _finish(run: RunSummary, settings: Settings) -> None:
         get_run_logger().warning("step not built yet, skipped: %s", step)
     record.finish()
     try:
-        connection = open_warehouse(settings.warehouse_path)
-    except Exception:  # the warehouse itself is the problem: nothing more to record
-        logger.exception("could not record run %s", run.run_id)
+        connection = _open_retrying(work.warehouse_path)
+    except Exception:
+        logger.exception("could not reopen the warehouse to report run %s", run.run_id)
         return
     try:
         if "report" in record.selected:
@@ -254,9 +325,32 @@ def _finish(run: RunSummary, settings: Settings) -> None:
                     run.files += write_the_run_report(connection, settings, summary_of(run))
             except Exception:
                 logger.exception("the run report of %s could not be written", run.run_id)
+        if work is not settings:
+            connection.close()
+            connection = _open_retrying(settings.warehouse_path)
         record_run(connection, record, summary_of(run))
+    except Exception:
+        logger.exception("could not record run %s in ops.runs", run.run_id)
     finally:
         connection.close()
+        if work is not settings:
+            shutil.rmtree(work.warehouse_path.parent, ignore_errors=True)
+    get_run_logger().info(
+        "run %s %s%s", run.run_id[:8], record.status,
+        f" at {record.failed_step}: {record.error}" if record.failed_step else "",
+    )  # fmt: skip
+
+
+def _open_retrying(path, attempts: int = 4):
+    """The run's connection, waiting out a reader that has the file open for a moment."""
+    for attempt in range(attempts):
+        try:
+            return open_warehouse(path)
+        except WarehouseBusy:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(2**attempt)
+    raise AssertionError("unreachable")
 
 
 def summary_of(run: RunSummary) -> dict[str, object]:
@@ -281,6 +375,7 @@ def summary_of(run: RunSummary) -> dict[str, object]:
     ]
     return {
         **header,
+        "choices": record.choices if record else {},
         "batches": [
             {
                 "folder": batch.folder.name,

@@ -18,8 +18,10 @@ from flows.tasks.load import load_batches
 
 @flow(name="ingest")
 def ingest(path: Path) -> list[BatchOutcome]:
-    """Load the batch folder at `path` (or each batch subfolder of it) into the warehouse."""
+    """Load the batch folder at `path` (or each batch subfolder of it) into the warehouse.
+    A relative path is read inside RECOUP_HOME (a deployment runs from the repository)."""
     settings = load_settings()
+    path = path if path.is_absolute() else settings.home / path
     folders = batch_folders(path)  # a missing or empty folder fails here, before the lock
     with run_lock(settings.path("state"), "ingest", settings.ingest.lock_wait_seconds):
         connection = open_warehouse(settings.warehouse_path)

@@ -428,9 +428,9 @@ def test_a_week_later_the_letter_account_is_queued_for_a_call(built, home, tmp_p
     shutil.copy(built[D1], path)
     connection = open_warehouse(path)
     settings = settings_for(home, RECOUP_WORK_QUEUE__PHONE_OWNERS="ana,ben")
-    # the letter went out on D0 (a contact the D1 plan must count)
-    plan(connection, settings, as_of=D0)
-    print_planned_letters(connection, settings, as_of=D0, run_id="run-1", now=INSIDE_WINDOW)
+    # the final notice went out on D0 (a contact the D1 plan must count)
+    contacted(connection, account_id="LETTER", customer_id="C-LETTER", stage="final_notice",
+              day=D0)  # fmt: skip
     plan(connection, settings, as_of=D1)
     outcome = queue_planned_work(connection, settings, as_of=D1, run_id="run-2", now=INSIDE_WINDOW)
     assert outcome.total("sent") == 1
@@ -557,3 +557,19 @@ def test_sandbox_mode_sends_nothing_and_leaves_the_contacts_to_a_real_run(
     assert emails == {"cancelled", "suppressed"}
     # a real run plans them again (the letter is still planned from the first plan)
     assert build_plan(warehouse_d0, settings.contact, D0, "run-2").planned() == {"email": 4}
+
+
+def test_contacts_are_refused_on_marts_built_for_another_date(built, home, tmp_path) -> None:
+    """The D1 warehouse holds D1's build: planned D0 contacts would carry D1's open items."""
+    from flows.lib.contact_data import MartsNotForDate
+
+    path = tmp_path / "d1.duckdb"
+    shutil.copy(built[D1], path)
+    connection = open_warehouse(path)
+    settings = settings_for(home)
+    contacted(connection, account_id="REMIND", customer_id="C-ANN", stage="reminder_1", day=D0,
+              status="planned")  # fmt: skip
+    with pytest.raises(MartsNotForDate, match="the marts hold 2026-04-07, not 2026-03-31"):
+        send(connection, settings, OutboxSender.from_settings(settings, tmp_path / "outbox"))
+    assert not (tmp_path / "outbox").exists()
+    connection.close()

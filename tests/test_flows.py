@@ -27,6 +27,20 @@ def test_the_ingest_flow_loads_a_batch(prefect_api, recoup_home: Path, tmp_path:
     connection.close()
 
 
+def test_the_ingest_flow_reads_a_relative_path_inside_recoup_home(
+    prefect_api, recoup_home: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """The ingest deployment passes `inbox` and runs from the repository."""
+    from flows.ingest import ingest
+
+    base_batch(recoup_home / "inbox" / "b1")
+    elsewhere = tmp_path / "repository"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    [outcome] = ingest(path=Path("inbox"))
+    assert outcome.folder == recoup_home / "inbox" / "b1"
+
+
 def test_the_daily_run_loads_the_inbox_once_and_names_the_steps_not_built(
     prefect_api, recoup_home: Path
 ) -> None:

@@ -68,7 +68,8 @@ KPIS |= dict.fromkeys(
 )  # fmt: skip
 KPIS |= {"promises_kept": "BIGINT", "promises_broken": "BIGINT", "promise_kept_rate": "DOUBLE"}
 ACCOUNTS = {"account_id": "VARCHAR", "currency": "VARCHAR"}
-DISPUTES = {"dispute_id": "VARCHAR", "account_id": "VARCHAR", "as_of_date": "DATE"}
+DISPUTES = {"dispute_id": "VARCHAR", "account_id": "VARCHAR", "invoice_id": "VARCHAR"}
+DISPUTES |= {"as_of_date": "DATE"}
 DISPUTES |= {"disputed_amount": MONEY, "opened_date": "DATE", "resolved_date": "DATE"}
 DISPUTES |= {"dispute_status": "VARCHAR"}
 PLANS = {"plan_id": "VARCHAR", "account_id": "VARCHAR", "as_of_date": "DATE"}
@@ -184,7 +185,14 @@ def full_month(connection: duckdb.DuckDBPyConnection) -> None:
                   resolved_date=dt.date(2026, 11, 12), dispute_status="rejected"),
         # opened in the month, still open
         a_dispute("D2", "E1", "65.00", opened_date=dt.date(2026, 11, 20)),
+        # no amount: the whole invoice I3 (40.00) is in dispute
+        a_dispute("D3", "E1", "0", disputed_amount=None, invoice_id="I3",
+                  opened_date=dt.date(2026, 11, 21)),
+        # no amount, no invoice: the whole balance, counted apart
+        a_dispute("D4", "E1", "0", disputed_amount=None, opened_date=dt.date(2026, 11, 22)),
     ])  # fmt: skip
+    a_table(connection, "staging.stg_billing__invoices", {"invoice_id": "VARCHAR", "amount": MONEY},
+            [{"invoice_id": "I3", "amount": Decimal("40.00")}])  # fmt: skip
     a_table(connection, "marts.fct_payment_plans", PLANS, [
         a_plan("P1", "promise_to_pay", "kept", dt.date(2026, 11, 3),
                total_amount=Decimal("250.00"), paid_amount=Decimal("250.00")),
@@ -278,7 +286,8 @@ def test_disputes_plans_and_payments_after_contact(full: duckdb.DuckDBPyConnecti
     disputes = {(row["currency"], row["status"]): row for row in report["disputes"]["rows"]}
     assert disputes[("USD", "rejected")]["resolved"] == 1
     assert disputes[("USD", "rejected")]["days_to_resolve"] == 10.0
-    assert disputes[("EUR", "open")]["open_amount"] == "65.00"
+    assert disputes[("EUR", "open")]["open_amount"] == "105.00"  # 65.00 + the whole invoice
+    assert disputes[("EUR", "open")]["whole_balance_open"] == 1
     plans = {row["plan_kind"]: row for row in report["payment_plans"]["rows"]}
     assert (plans["promise_to_pay"]["created"], plans["promise_to_pay"]["kept"]) == (1, 1)
     assert (plans["installment_plan"]["created"], plans["installment_plan"]["broken_in_month"]) == (

@@ -97,7 +97,7 @@ def test_a_dry_run_sends_nothing_and_diffs_against_the_previous_run(
     accounts = {row["what"]: row["accounts"] for row in dry.diff["accounts"]}
     assert accounts["paid since (no balance left)"] == 1  # B
     assert accounts["moved up the ladder"] == 1  # A
-    assert accounts["newly past due (entered the ladder)"] == 1  # C
+    assert accounts["entered the ladder (courtesy reminders included)"] == 1  # C
     plan_file = (
         recoup_home / "out" / "reports" / D2.isoformat() / f"dry_run_{dry.run_id[:8]}_plan.csv"
     )
@@ -106,13 +106,23 @@ def test_a_dry_run_sends_nothing_and_diffs_against_the_previous_run(
     assert (as_of, is_dry, status) == (D2, True, "succeeded")
     steps = {step["step"]: step["status"] for step in json.loads(summary)["steps"]}
     assert steps["email"] == "skipped" and steps["plan"] == "done"
+    # it worked on a scratch copy: the warehouse later runs decide from is as it was
+    connection = open_warehouse(recoup_home / "warehouse" / "recoup.duckdb", read_only=True)
+    history = connection.execute(
+        "select distinct as_of_date from marts.fct_account_stage_history"
+    ).fetchall()
+    batches = connection.execute("select count(*) from raw.load_batches").fetchall()
+    connection.close()
+    assert history == [(D1,)] and batches == [(1,)]  # inbox/02 waits for the real run
+    assert not list((recoup_home / "state" / "dry_runs").iterdir())
 
 
-def test_a_failed_run_resumes_from_the_failed_step(
+def test_a_failed_run_resumes_from_the_failed_step_with_its_own_scope(
     prefect_api, recoup_home: Path, httpserver: HTTPServer, monkeypatch
 ) -> None:
     from flows.daily_dunning import daily_dunning
     from flows.lib.messages import SendAborted
+    from flows.lib.runs import StepSelectionError
 
     monkeypatch.setenv("SENDGRID_API_KEY", "SG.test")
     monkeypatch.setenv("SENDGRID_API_HOST", httpserver.url_for("").rstrip("/"))
@@ -121,21 +131,44 @@ def test_a_failed_run_resumes_from_the_failed_step(
         {"errors": [{"message": "authorization required"}]}, status=401
     )
     with pytest.raises(SendAborted):
-        daily_dunning(as_of=D1)
+        daily_dunning(as_of=D1, accounts=["A"])  # a run for account A only
     [(_, _, status, failed_step, _)] = runs(recoup_home)
     assert (status, failed_step) == ("failed", "email")
     assert (recoup_home / "out" / "reports" / D1.isoformat()).is_dir()  # a failed run reports too
+
+    # meanwhile the marts were built for another date: the resume must build D1 again
+    daily_dunning(as_of=D2, only=["build"])
+    with pytest.raises(StepSelectionError, match="a resume takes the failed run's segment"):
+        daily_dunning(as_of=D1, resume=True, segment="smb")
 
     httpserver.expect_ordered_request("/v3/mail/send").respond_with_response(
         Response(status=202, headers={"X-Message-Id": "m1"})
     )
     resumed = daily_dunning(as_of=D1, resume=True)
     steps = {s.step: s.status for s in resumed.record.steps}
-    assert steps["ingest"] == steps["build"] == steps["gate_warehouse"] == "skipped"
+    assert steps["ingest"] == "skipped"
+    assert steps["gate_raw"] == steps["build"] == steps["gate_warehouse"] == "done"
     assert steps["plan"] == steps["email"] == "done"
-    assert {status for *_, status in ledger(recoup_home)} == {"sent"}
-    with pytest.raises(NothingToResume, match="succeeded: there is nothing to resume"):
+    # the failed run's scope: account A only, B never contacted
+    assert [(account, status) for account, _, _, status in ledger(recoup_home)] == [("A", "sent")]
+    with pytest.raises(NothingToResume, match="succeeded; there is nothing to resume"):
         daily_dunning(as_of=D1, resume=True)
+
+
+def test_a_report_that_cannot_be_written_fails_the_run(
+    prefect_api, recoup_home, monkeypatch
+) -> None:
+    import flows.daily_dunning as module
+
+    def broken(*_args, **_kwargs):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(module, "write_the_run_report", broken)
+    first_batch(recoup_home / "inbox" / "01")
+    summary = module.daily_dunning(as_of=D1)
+    assert (summary.record.status, summary.record.failed_step) == ("failed", "report")
+    [(_, _, status, failed_step, _)] = runs(recoup_home)
+    assert (status, failed_step) == ("failed", "report")
 
 
 def test_a_second_run_is_refused_naming_the_running_one(

@@ -31,6 +31,10 @@ VALIDATION_PERIOD_DAYS = 30  # Reg F 1006.34(b)(5): 30 days after assumed receip
 ASSUMED_RECEIPT_BUSINESS_DAYS = 5  # receipt assumed 5 days after, less weekends and holidays
 
 
+class MartsNotForDate(RuntimeError):
+    """The marts were built for another date than the contacts are for."""
+
+
 @dataclass(frozen=True)
 class Recipient:
     """Who the contact goes to, and what decides when it may go."""
@@ -96,6 +100,20 @@ def load_planned_contacts(
     the request to pay does not overshadow the right to dispute (1006.38(b))."""
     if not keys:
         return [], []
+    # fct_invoice_aging holds the latest build's date only: a contact of another date would
+    # show that day's open items and amounts
+    held = [
+        day
+        for (day,) in connection.execute(
+            "select distinct as_of_date from marts.fct_invoice_aging"
+        ).fetchall()
+    ]
+    if held and held != [as_of]:
+        raise MartsNotForDate(
+            f"the marts hold {', '.join(map(str, held))}, not {as_of}: the contacts of {as_of} "
+            "would show another day's amounts and open items. Build the date first "
+            f"(`recoup run --as-of {as_of}`); nothing was sent."
+        )
     sent_on = sent_on or as_of
     third_party = settings.collector_type == "third_party"
     period_end = validation_end(connection, sent_on) if third_party else None

@@ -41,20 +41,35 @@ def plan_by_stage(connection: duckdb.DuckDBPyConnection) -> list[dict[str, objec
 def previous_run(
     connection: duckdb.DuckDBPyConnection, as_of: dt.date
 ) -> tuple[str, dt.date, list[dict[str, object]]] | None:
-    """(run id, as-of date, plan by stage) of the latest real run before `as_of` that planned."""
+    """(run ids, as-of date, plan by stage) of the latest earlier date on which a real run got
+    through planning. The plans of all that date's real runs add up (a second run of a day
+    plans only what the first did not), and a run that failed before planning does not
+    count."""
     ensure_runs_table(connection)
     rows = connection.execute(
         """
         select run_id, as_of_date, summary from ops.runs
-        where not dry_run and as_of_date < ? and json_exists(summary, '$.plan')
-        order by as_of_date desc, started_at desc limit 1
+        where not dry_run and as_of_date < ?
+        order by as_of_date desc, started_at
         """,
         [as_of],
     ).fetchall()
-    if not rows:
+    planned_on: dt.date | None = None
+    run_ids: list[str] = []
+    plan: list[dict[str, object]] = []
+    for run_id, day, summary in rows:
+        if planned_on is not None and day != planned_on:
+            break
+        document = json.loads(summary or "{}")
+        steps = {step["step"]: step["status"] for step in document.get("steps", [])}
+        if steps.get("plan") != "done":
+            continue
+        planned_on = day
+        run_ids.append(run_id)
+        plan += document.get("plan") or []
+    if planned_on is None:
         return None
-    run_id, day, summary = rows[0]
-    return run_id, day, json.loads(summary).get("plan", [])
+    return ", ".join(run_id[:8] for run_id in run_ids), planned_on, plan
 
 
 def contact_changes(
@@ -135,8 +150,8 @@ def account_movements(
         "held since",
         "released from a hold",
         "moved up the ladder",
-        "moved down the ladder (paid in part)",
-        "newly past due (entered the ladder)",
+        "moved down the ladder (paid in part, or disputed)",
+        "entered the ladder (courtesy reminders included)",
     )
     return [{"what": label, "accounts": count} for label, count in zip(labels, row, strict=True)]
 
@@ -165,7 +180,7 @@ def dry_run_diff(
 def diff_markdown(diff: dict[str, object]) -> str:
     previous = diff["previous"]
     against = (
-        f"against the run for {previous['as_of']} ({str(previous['run_id'])[:8]})"  # type: ignore[index]
+        f"against the runs for {previous['as_of']} ({previous['run_id']})"  # type: ignore[index]
         if previous
         else "(no earlier run to compare with)"
     )

@@ -28,7 +28,12 @@ BATCH_DEFINITION = "all_checks"
 
 
 class GateFailed(RuntimeError):
-    """A gate found bad data; nothing outbound may happen in this run."""
+    """A gate found bad data; nothing outbound may happen in this run. `outcome` holds the
+    gate's results when they are known."""
+
+    def __init__(self, message: str, outcome: GateOutcome | None = None) -> None:
+        super().__init__(message)
+        self.outcome = outcome
 
 
 @dataclass(frozen=True)
@@ -142,16 +147,22 @@ def record_build(connection: duckdb.DuckDBPyConnection, as_of: dt.date) -> None:
     connection.execute("insert into ops.builds values (?, now())", [as_of])
 
 
-def require_marts_for(connection: duckdb.DuckDBPyConnection, as_of: dt.date) -> None:
-    """Gate 2 alone (`--only gates`) needs marts built for its date by the latest build."""
+def latest_build(connection: duckdb.DuckDBPyConnection) -> dt.date | None:
+    """The as-of date the marts were last built for (the latest build, not the latest date)."""
     try:
-        latest = connection.execute(
+        rows = connection.execute(
             "select as_of_date from ops.builds order by built_at desc limit 1"
         ).fetchall()
     except duckdb.CatalogException:
-        latest = []
-    if not latest or latest[0][0] != as_of:
-        built = f"the marts hold {latest[0][0]}" if latest else "the marts were never built"
+        return None
+    return rows[0][0] if rows else None
+
+
+def require_marts_for(connection: duckdb.DuckDBPyConnection, as_of: dt.date) -> None:
+    """Gate 2 alone (`--only gates`) needs marts built for its date by the latest build."""
+    built_for = latest_build(connection)
+    if built_for != as_of:
+        built = f"the marts hold {built_for}" if built_for else "the marts were never built"
         raise GateFailed(
             f"gate_warehouse cannot check {as_of}: {built}. Build them first with "
             f"`recoup run --as-of {as_of}` (which runs the gates too)."

@@ -347,7 +347,11 @@ def _disputes(
         with disputes as (
             select
                 disputes.dispute_id,
-                disputes.disputed_amount,
+                -- a dispute without an amount covers its whole invoice; one of the whole
+                -- account balance has no amount to add here and is counted apart
+                coalesce(disputes.disputed_amount, invoices.amount) as disputed_amount,
+                disputes.disputed_amount is null and disputes.invoice_id is null
+                    as is_whole_balance,
                 disputes.opened_date,
                 disputes.resolved_date,
                 accounts.currency,
@@ -358,6 +362,8 @@ def _disputes(
             from marts.fct_disputes as disputes
             inner join marts.dim_accounts as accounts
                 on disputes.account_id = accounts.account_id
+            left join staging.stg_billing__invoices as invoices
+                on disputes.invoice_id = invoices.invoice_id
             where disputes.opened_date <= $last
         )
         select
@@ -369,27 +375,29 @@ def _disputes(
             sum(disputed_amount) filter (where opened_date >= $first) as opened_amount,
             sum(disputed_amount) filter (where status_at_month_end = 'open') as open_amount,
             avg(resolved_date - opened_date)
-                filter (where resolved_date between $first and $last) as days_to_resolve
+                filter (where resolved_date between $first and $last) as days_to_resolve,
+            count(*) filter (where is_whole_balance and status_at_month_end = 'open')
+                as whole_balance_open
         from disputes
         group by all
         order by currency, status_at_month_end
         """,
         {"first": first, "last": last},
     ).fetchall()
-    table = [
-        {
-            "currency": currency,
-            "status": status,
-            "opened": opened,
-            "resolved": resolved,
-            "open_at_month_end": still_open,
-            "opened_amount": money_text(opened_amount),
-            "open_amount": money_text(open_amount),
-            "days_to_resolve": None if days is None else round(float(days), 1),
-        }
-        for currency, status, opened, resolved, still_open, opened_amount, open_amount, days in rows
-        if opened or resolved or still_open
-    ]
+    names = (
+        "currency", "status", "opened", "resolved", "open_at_month_end", "opened_amount",
+        "open_amount", "days_to_resolve", "whole_balance_open",
+    )  # fmt: skip
+    table = []
+    for values in rows:
+        row = dict(zip(names, values, strict=True))
+        if not (row["opened"] or row["resolved"] or row["open_at_month_end"]):
+            continue
+        row["opened_amount"] = money_text(row["opened_amount"])
+        row["open_amount"] = money_text(row["open_amount"])
+        days = row["days_to_resolve"]
+        row["days_to_resolve"] = None if days is None else round(float(days), 1)
+        table.append(row)
     return {
         "available": bool(table),
         "note": None if table else f"No dispute was opened, resolved or open in {first:%Y-%m}.",
@@ -884,7 +892,17 @@ def _dispute_section(report: Mapping[str, Any], data: Mapping[str, Any]) -> tupl
         f"Disputes opened or resolved in {report['month']}, and those still open at its end, "
         f"by their status at the month end (marts.fct_disputes as of the run of "
         f"{data['as_of_date']}; a resolution dated after the month end counts as open). "
-        "Amounts are disputed_amount per currency."
+        "Amounts are the disputed amounts per currency; a dispute without an amount counts its "
+        "whole invoice. Disputes of a whole account balance have no amount of their own: "
+        + (
+            ", ".join(
+                f"{row['whole_balance_open']} open in {row['currency']}"
+                for row in data["rows"]
+                if row.get("whole_balance_open")
+            )
+            or "none open"
+        )
+        + "."
     ]
     rows = [
         [

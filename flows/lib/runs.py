@@ -94,9 +94,10 @@ class RunRecord:
     dry_run: bool
     scope: dict[str, object]
     selected: frozenset[str]
+    choices: dict[str, object] = field(default_factory=dict)  # only, skip, segment, accounts
     started_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
     steps: list[StepRecord] = field(default_factory=list)
-    status: Literal["running", "succeeded", "failed"] = "running"
+    status: Literal["running", "succeeded", "failed", "interrupted"] = "running"
     failed_step: str | None = None
     error: str | None = None
     finished_at: dt.datetime | None = None
@@ -124,6 +125,16 @@ class RunRecord:
             raise
         self.steps.append(StepRecord(name, "done", round(time.perf_counter() - started, 3)))
 
+    def fail_between_steps(self, error: BaseException) -> None:
+        """An error outside any step (opening the warehouse, writing the dry run's files):
+        the run failed at the first selected step that did not finish."""
+        if self.status != "running":
+            return
+        finished = {step.step for step in self.steps}
+        pending = [step for step in STEPS if step in self.selected and step not in finished]
+        self.status, self.failed_step = "failed", (pending[0] if pending else "report")
+        self.error = f"{type(error).__name__}: {error}"[:2000]
+
     def finish(self) -> None:
         self.finished_at = dt.datetime.now(dt.UTC)
         if self.status == "running":
@@ -145,14 +156,20 @@ class RunRecord:
             if self.finished_at
             else None,
             "steps": [vars(step) for step in self.steps],
+            "selected": [step for step in STEPS if step in self.selected],
         }
 
 
 def select_steps(
-    only: list[str] | None, skip: list[str] | None, *, resume_from: str | None = None
+    only: list[str] | None,
+    skip: list[str] | None,
+    *,
+    resume_from: str | None = None,
+    gates_passed: bool = False,
 ) -> frozenset[str]:
     """The steps a run does: every step, or the groups in `only`, less the groups in `skip`;
-    `resume_from` (a step) keeps that step's group and everything after it."""
+    `resume_from` (a step) keeps that step's group and everything after it. Contacting needs
+    both gates in the run, unless `gates_passed`: the resumed run passed them on this build."""
     unknown = sorted({*(only or ()), *(skip or ())} - set(GROUPS))
     if unknown:
         raise StepSelectionError(
@@ -164,12 +181,8 @@ def select_steps(
     if resume_from is not None:
         first = STEPS.index(GROUPS[GROUP_OF[resume_from]][0])
         selected &= set(STEPS[first:])
-    # a resumed run passed the gates before it failed, and nothing has rebuilt since
-    if (
-        resume_from is None
-        and "plan" in selected
-        and not {"gate_raw", "gate_warehouse"} <= selected
-    ):
+    gates = {"gate_raw", "gate_warehouse"}
+    if "plan" in selected and not gates <= selected and not gates_passed:
         raise StepSelectionError(
             "contacting needs both data gates: a run on bad data is worse than no run. "
             "Drop --skip gates, or add gates to --only"
@@ -207,12 +220,47 @@ def record_run(
     )
 
 
-def failed_step_to_resume(connection: duckdb.DuckDBPyConnection, as_of: dt.date) -> tuple[str, str]:
-    """(run id, failed step) of the latest run for `as_of` when it failed."""
+@dataclass(frozen=True)
+class Resumable:
+    """What a resume takes over from the run it resumes."""
+
+    run_id: str
+    failed_step: str
+    only: list[str] | None
+    skip: list[str] | None
+    segment: str | None
+    accounts: list[str] | None
+    gates_passed: bool
+    built_for: str | None  # the as-of date of the build the failed run used
+
+
+def mark_interrupted(connection: duckdb.DuckDBPyConnection) -> int:
+    """Runs still `running` when a new run holds the lock were killed: mark them
+    `interrupted`, failed at the first step they had not finished."""
+    ensure_runs_table(connection)
+    rows = connection.execute(
+        "select run_id, summary from ops.runs where status = 'running'"
+    ).fetchall()
+    for run_id, summary in rows:
+        document = json.loads(summary or "{}")
+        finished = {step["step"] for step in document.get("steps", [])}
+        selected = document.get("selected") or list(STEPS)
+        pending = [step for step in STEPS if step in selected and step not in finished]
+        connection.execute(
+            "update ops.runs set status = 'interrupted', failed_step = ?, "
+            "error = 'the run was stopped (killed or crashed) before it finished' "
+            "where run_id = ?",
+            [pending[0] if pending else "report", run_id],
+        )
+    return len(rows)
+
+
+def run_to_resume(connection: duckdb.DuckDBPyConnection, as_of: dt.date) -> Resumable:
+    """The latest real run for `as_of`, when it failed or was interrupted."""
     ensure_runs_table(connection)
     rows = connection.execute(
         """
-        select run_id, status, failed_step from ops.runs
+        select run_id, status, failed_step, summary from ops.runs
         where as_of_date = ? and not dry_run
         order by started_at desc limit 1
         """,
@@ -220,12 +268,24 @@ def failed_step_to_resume(connection: duckdb.DuckDBPyConnection, as_of: dt.date)
     ).fetchall()
     if not rows:
         raise NothingToResume(f"no run for {as_of} to resume; run it without --resume")
-    run_id, status, failed_step = rows[0]
-    if status != "failed" or failed_step is None:
+    run_id, status, failed_step, summary = rows[0]
+    if status not in ("failed", "interrupted") or failed_step is None:
         raise NothingToResume(
-            f"the last run for {as_of} ({run_id[:8]}) {status}: there is nothing to resume"
+            f"the last run for {as_of} ({run_id[:8]}) {status}; there is nothing to resume"
         )
-    return run_id, failed_step
+    document = json.loads(summary or "{}")
+    choices = document.get("choices") or {}
+    done = {step["step"] for step in document.get("steps", []) if step["status"] == "done"}
+    return Resumable(
+        run_id=run_id,
+        failed_step=failed_step,
+        only=choices.get("only"),
+        skip=choices.get("skip"),
+        segment=choices.get("segment"),
+        accounts=choices.get("accounts"),
+        gates_passed={"gate_raw", "gate_warehouse"} <= done,
+        built_for=as_of.isoformat() if "build" in done else None,
+    )
 
 
 def recent_runs(connection: duckdb.DuckDBPyConnection, limit: int = 5) -> list[dict[str, object]]:

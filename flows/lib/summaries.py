@@ -178,24 +178,13 @@ def contact_status_rows(connection: duckdb.DuckDBPyConnection) -> list[dict[str,
 def freshness(connection: duckdb.DuckDBPyConnection) -> str:
     """How current the warehouse is: the newest payment loaded, the date the marts are built
     for, and the date the last run planned contacts for."""
+    from flows.lib.gates import latest_build
     from flows.lib.warehouse import scalar
 
     newest_payment = scalar(connection, "select max(received_date) from raw.payments_latest")
-    built = (
-        scalar(connection, "select max(as_of_date) from ops.builds")
-        if _has_table(connection, "ops", "builds")
-        else None
-    )
+    built = latest_build(connection)
     planned = scalar(connection, "select max(as_of_date) from ops.action_ledger")
     return (
         f"newest payment received {newest_payment or 'never'}; marts built for "
         f"{built or 'no date yet'}; contacts last planned for {planned or 'no date yet'}"
     )
-
-
-def _has_table(connection: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
-    rows = connection.execute(
-        "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
-        [schema, table],
-    ).fetchall()
-    return bool(rows[0][0])

@@ -90,7 +90,8 @@ def check_volumes(
         raise GateFailed(
             outcome.failure_message()
             + "\n  If this volume is expected (a billing catch-up, a new segment), run again "
-            "with --allow-volume-spike; the override is recorded."
+            "with --allow-volume-spike; the override is recorded.",
+            outcome,
         )
     return outcome
 

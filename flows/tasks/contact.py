@@ -12,7 +12,7 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.lib.config import Settings
 from flows.lib.emailing import send_planned_emails
-from flows.lib.gates import GateOutcome
+from flows.lib.gates import GateFailed, GateOutcome
 from flows.lib.ledger import ChannelOutcome
 from flows.lib.messages import EmailSender
 from flows.lib.planner import ContactScope, Plan, build_plan, commit_plan
@@ -43,15 +43,22 @@ def plan_contacts(
         trailing_runs=settings.gates.volume_trailing_runs,
     )
     full_run = scope == ContactScope()
-    breaker = check_volumes(
-        connection,
-        as_of,
-        rule,
-        run_id=run_id,
-        override=allow_volume_spike,
-        planned=plan.planned(),
-        record=commit and full_run,  # a scoped run's counts are not a day's volume
-    )
+    try:
+        breaker = check_volumes(
+            connection,
+            as_of,
+            rule,
+            run_id=run_id,
+            override=allow_volume_spike,
+            planned=plan.planned(),
+            record=commit and full_run,  # a scoped run's counts are not a day's volume
+        )
+    except GateFailed as tripped:
+        if commit or tripped.outcome is None:
+            raise
+        # a dry run shows what the breaker would halt instead of halting before the plan
+        get_run_logger().warning("the volume breaker would halt this run: %s", tripped)
+        breaker = tripped.outcome
     if commit:
         plan = commit_plan(connection, plan)
     get_run_logger().info(

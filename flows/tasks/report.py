@@ -22,9 +22,12 @@ def write_the_run_report(
     paths: list[Path] = write_run_report(
         report, settings.path("out") / "reports" / str(summary["as_of"])
     )
+    dry = bool(summary.get("dry_run"))
     create_markdown_artifact(
-        key="daily-dunning-summary",
+        # a dry run keeps its own history, apart from the runs that sent
+        key="daily-dunning-dry-run-summary" if dry else "daily-dunning-summary",
         markdown=run_report_markdown(report),
-        description=f"daily-dunning for {summary['as_of']}: {summary['status']}",
+        description=f"daily-dunning{' dry run' if dry else ''} for {summary['as_of']}: "
+        f"{summary['status']}",
     )
     return [str(path) for path in paths]
