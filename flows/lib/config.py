@@ -19,6 +19,7 @@ import re
 import typing
 import zoneinfo
 from collections.abc import Mapping
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
@@ -239,6 +240,90 @@ class WorkQueueSettings(_Section):
     due_business_days: int = Field(2, ge=0, le=30, description="From the day an item is queued.")
 
 
+class CommissionTier(_Section):
+    """A commission rate for accounts placed at least this many days past due."""
+
+    min_days_past_due: int = Field(ge=0)
+    rate: Decimal = Field(ge=0, le=1, description="Share of what is collected, e.g. 0.30.")
+
+
+class AgencySettings(_Section):
+    """One collection agency: who it is, what it takes, and what it is paid."""
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$", description="Short id, in file names.")
+    name: str
+    layout_version: Literal["1"] = Field("1", description="Placement file layout (docs).")
+    commission_rate: Decimal = Field(ge=0, le=1, description="Share of what is collected.")
+    commission_tiers: list[CommissionTier] = Field(
+        default_factory=list,
+        description="Rates by days past due at placement (the highest tier reached applies).",
+    )
+    segments: list[str] = Field(default_factory=list, description="Empty: every segment.")
+    currencies: list[str] = Field(default_factory=list, description="Empty: every currency.")
+    states: list[str] = Field(
+        default_factory=list, description="States or regions it is licensed in; empty: all."
+    )
+    min_balance: Decimal = Field(Decimal("0"), ge=0, description="Smallest collectible placed.")
+    max_placement_days: int = Field(
+        180, ge=1, le=3650, description="An account still placed after this is recalled."
+    )
+    recall_contact: str = Field(description="Where recall questions go (email).")
+    share: int = Field(1, ge=0, le=100, description="Weight of its share of new placements.")
+
+    def rate_for(self, days_past_due: int) -> Decimal:
+        """The commission rate for an account placed this many days past due."""
+        reached = [
+            tier for tier in self.commission_tiers if tier.min_days_past_due <= days_past_due
+        ]
+        return (
+            max(reached, key=lambda tier: tier.min_days_past_due).rate
+            if reached
+            else (self.commission_rate)
+        )
+
+
+def _demo_agencies() -> list[AgencySettings]:
+    return [
+        AgencySettings(
+            id="northwind",
+            name="Northwind Recovery Services",
+            commission_rate=Decimal("0.25"),
+            commission_tiers=[CommissionTier(min_days_past_due=180, rate=Decimal("0.35"))],
+            currencies=["USD"],
+            min_balance=Decimal("50.00"),
+            recall_contact="recalls@northwind-recovery.example",
+            share=2,
+        ),
+        AgencySettings(
+            id="summit",
+            name="Summit Collections",
+            commission_rate=Decimal("0.28"),
+            currencies=["USD", "CAD"],
+            min_balance=Decimal("25.00"),
+            recall_contact="placements@summit-collections.example",
+            share=1,
+        ),
+    ]
+
+
+class AgencyPlacementSettings(_Section):
+    """Handing accounts to collection agencies (the agency_placement stage)."""
+
+    split: Literal["share", "round_robin"] = Field(
+        "share",
+        description="share: each agency gets new placements by its share (champion/challenger); "
+        "round_robin: in turn. Either way the same account always goes to the same agency.",
+    )
+    agencies: list[AgencySettings] = Field(default_factory=_demo_agencies)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> AgencyPlacementSettings:
+        ids = [agency.id for agency in self.agencies]
+        if len(ids) != len(set(ids)):
+            raise ValueError(f"agency ids must be unique; got {', '.join(ids)}")
+        return self
+
+
 class DemoSettings(_Section):
     accounts: int = Field(20_000, ge=10, le=5_000_000)
     seed: int = Field(42, ge=0)
@@ -254,6 +339,7 @@ class Settings(_Section):
     contact: ContactSettings = ContactSettings()
     email: EmailSettings = EmailSettings()
     work_queue: WorkQueueSettings = WorkQueueSettings()
+    placement: AgencyPlacementSettings = AgencyPlacementSettings()
     demo: DemoSettings = DemoSettings()
     sendgrid_api_key: SecretStr | None = Field(
         None, description="From SENDGRID_API_KEY only; without it emails go to the outbox folder."

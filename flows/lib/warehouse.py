@@ -12,6 +12,7 @@ import duckdb
 
 from flows.lib.contract import ENTITIES, STORAGE_TYPE, Entity
 from flows.lib.ledger import ensure_ops_schema
+from flows.lib.placements import ensure_agency_schema
 
 RAW_SCHEMA = "raw"
 LOAD_METADATA_COLUMNS = (
@@ -44,6 +45,7 @@ def open_warehouse(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyCon
     if not read_only:
         ensure_raw_schema(connection)
         ensure_ops_schema(connection)  # the action ledger: dbt's contact marts read it
+        ensure_agency_schema(connection)  # placements and remittances: dbt reads them too
     return connection
 
 
