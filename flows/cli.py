@@ -26,6 +26,7 @@ from flows.lib.export_files import BatchError
 from flows.lib.gates import GateFailed
 from flows.lib.loader import BatchOutcome
 from flows.lib.messages import SendAborted
+from flows.lib.remittances import RemittanceFileError
 from flows.lib.run_lock import LockBusy, current_holder
 from flows.lib.runs import StepSelectionError
 from flows.lib.warehouse import WarehouseBusy
@@ -63,6 +64,7 @@ USER_ERRORS = (
     EventKeyError,
     StepSelectionError,
     MartsNotForDate,
+    RemittanceFileError,
     RunFailed,
 )
 
@@ -562,10 +564,69 @@ def bureau(
     raise CommandNotBuilt(f"`recoup bureau --period {period}` is not built yet.")
 
 
-@app.command()
-def agencies() -> None:
-    """Place and recall accounts with collection agencies (not built yet)."""
-    raise CommandNotBuilt("`recoup agencies` is not built yet.")
+agencies_app = typer.Typer(
+    help="Collection agencies: place and recall accounts, import remittance files.",
+    no_args_is_help=True,
+)
+app.add_typer(agencies_app, name="agencies")
+
+
+@agencies_app.command("place")
+def agencies_place(
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="For this date, YYYY-MM-DD (default: today).")
+    ] = None,
+) -> None:
+    """Check the warehouse as built (both gates), then recall from and place with the agencies
+    for the date, and write their files. The daily run does the same as its agencies step."""
+    settings = _settings()
+    _run_daily(
+        settings,
+        _parse_date(as_of, "--as-of") or settings.today(),
+        dry_run=False,
+        only=["gates", "agencies", "report"],
+    )
+
+
+@agencies_app.command("import")
+def agencies_import(
+    path: Annotated[Path, typer.Argument(help="A remittance file (CSV, layout v1).")],
+    agency: Annotated[str, typer.Option("--agency", help="The agency id that sent it.")],
+) -> None:
+    """Load what an agency reports it collected; bad lines go to ops.remittance_quarantine."""
+    settings = _settings()
+    from flows.lib.remittances import import_remittance_file
+    from flows.lib.run_lock import run_lock
+    from flows.lib.warehouse import open_warehouse
+
+    with run_lock(settings.path("state"), "agencies import", settings.ingest.lock_wait_seconds):
+        connection = open_warehouse(settings.warehouse_path)
+        try:
+            outcome = import_remittance_file(connection, path, agency, today=settings.today())
+        finally:
+            connection.close()
+    console.print(str(outcome), highlight=False, soft_wrap=True)
+
+
+@agencies_app.command("status")
+def agencies_status() -> None:
+    """Placements per agency and status, and remittance lines waiting in quarantine."""
+    settings = _settings()
+    from flows.lib.summaries import agency_rows
+
+    connection = _read_only(settings)
+    try:
+        placements, quarantined = agency_rows(connection)
+    finally:
+        connection.close()
+    if placements:
+        _print_table("Placements (ops.placements)", placements)
+    else:
+        console.print("No account has been placed with an agency.")
+    if quarantined:
+        console.print(
+            f"{quarantined:,} remittance lines in quarantine: see ops.remittance_quarantine."
+        )
 
 
 # --- printing ----------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
+from flows.lib.agency_placement import PlacementOutcome
 from flows.lib.config import Settings, load_settings
 from flows.lib.dbt_build import DbtOutcome
 from flows.lib.dry_run import diff_markdown, dry_run_diff, plan_by_stage
@@ -55,6 +56,7 @@ from flows.lib.runs import (
     select_steps,
 )
 from flows.lib.warehouse import WarehouseBusy, open_warehouse
+from flows.tasks.agencies import place_with_agencies
 from flows.tasks.build import build_marts
 from flows.tasks.contact import (
     plan_contacts,
@@ -68,10 +70,7 @@ from flows.tasks.gates import check_marts, check_raw_batch
 from flows.tasks.load import load_batches
 from flows.tasks.report import write_the_run_report
 
-NOT_BUILT_YET = (
-    "agency placement",
-    "credit-bureau file",
-)
+NOT_BUILT_YET = ("credit-bureau file",)
 logger = logging.getLogger(__name__)
 
 
@@ -88,6 +87,7 @@ class RunSummary:
     plan_rows: list[dict[str, object]] = field(default_factory=list)
     rechecked: dict[str, int] = field(default_factory=dict)
     contacts: list[ChannelOutcome] = field(default_factory=list)
+    placements: PlacementOutcome | None = None
     diff: dict[str, object] | None = None
     record: RunRecord | None = None
     files: list[str] = field(default_factory=list)
@@ -254,8 +254,8 @@ def _run_steps(
                 run.plan_rows = plan_by_stage(connection)
             if run.dry_run:
                 _write_dry_run(run, settings, connection)
-        if not acting:  # a dry run sends nothing
-            for step in ("recheck", "email", "letters", "queue"):
+        if not acting:  # a dry run sends nothing and places nothing
+            for step in ("recheck", "email", "letters", "queue", "agencies"):
                 record.skip(step)
             return
         if record.runs("recheck"):
@@ -271,6 +271,12 @@ def _run_steps(
                     outcome = task(connection, settings, run.as_of, run.run_id, scope)
                     run.contacts.append(outcome)
                     run.files += outcome.files[:1]
+        if record.runs("agencies"):
+            with record.step("agencies"):
+                run.placements = place_with_agencies(
+                    connection, settings, run.as_of, run.run_id, scope
+                )
+                run.files += [str(path) for path in run.placements.files]
     finally:
         connection.close()
 
@@ -395,6 +401,7 @@ def summary_of(run: RunSummary) -> dict[str, object]:
         "plan": run.plan_rows,
         "contacts": contacts,
         "rechecked": run.rechecked,
+        "placements": asdict(run.placements) if run.placements is not None else None,
         "diff": run.diff,
         "files": run.files,
         "not_built_yet": list(run.not_built_yet),

@@ -124,7 +124,6 @@ def test_a_wrong_setting_stops_every_command(tmp_path: Path) -> None:
     "args",
     [
         pytest.param(["bureau", "--period", "2026-10"], id="bureau"),
-        pytest.param(["agencies"], id="agencies"),
     ],
 )
 def test_commands_not_built_yet_say_so(tmp_path: Path, args: list[str]) -> None:
@@ -183,3 +182,40 @@ def test_status_lists_the_last_runs_and_the_next_scheduled_one(demo_home) -> Non
     assert (
         "Run lock: free" in status.stdout and "Freshness: newest payment received" in status.stdout
     )
+
+
+def test_agencies_import_refuses_a_wrong_file_and_quarantines_bad_lines(demo_home) -> None:
+    home, _ = demo_home
+    wrong = home / "wrong_header.csv"
+    wrong.write_text("id,account,amount\nR1,A1,10.00\n", encoding="utf-8")
+    refused = recoup(home, "agencies", "import", str(wrong), "--agency", "summit")
+    assert refused.returncode == 1
+    said = " ".join(refused.stderr.split())  # the console wraps long lines
+    assert "wrong header for a remittance file" in said
+    assert "Nothing from this file was loaded" in said
+    assert "Traceback" not in refused.stderr
+    unknown_agency = recoup(home, "agencies", "import", str(wrong), "--agency", "acme")
+    assert unknown_agency.returncode == 1
+    said = " ".join(unknown_agency.stderr.split())
+    assert "'acme' is not a configured agency (northwind, summit)" in said
+
+    lines = home / "summit_remittance.csv"
+    lines.write_text(
+        "remittance_id,account_id,placement_id,paid_date,collected_amount,commission_amount,"
+        "currency\n"
+        "R1,NO-SUCH-ACCOUNT,,2026-11-20,10.00,2.80,USD\n"
+        "R2,NO-SUCH-ACCOUNT,,2026-11-20,ten,2.80,USD\n",
+        encoding="utf-8",
+    )
+    loaded = recoup(home, "agencies", "import", str(lines), "--agency", "summit")
+    assert loaded.returncode == 0, loaded.stderr
+    said = " ".join(loaded.stdout.split())
+    assert "2 lines read, 0 loaded, 2 quarantined" in said
+    # a line names every reason it broke: R2 has a bad amount for an unknown account too
+    assert "bad_amount 1, unknown_account 2" in said
+    status = recoup(home, "agencies", "status")
+    assert status.returncode == 0, status.stderr
+    assert "2 remittance lines in quarantine" in status.stdout
+    again = recoup(home, "agencies", "import", str(lines), "--agency", "summit")
+    said = " ".join(again.stdout.split())
+    assert "already loaded for summit" in said and "nothing changed" in said

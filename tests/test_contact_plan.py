@@ -280,3 +280,15 @@ def test_work_domains_cover_their_subdomains(warehouse, address: str, expected: 
     make_marts(warehouse, [a_stage("reminder_1")], [a_customer(email=address)])
     contact = ContactSettings(work_email_domains=["bigcorp.example"])
     assert plan_rows(warehouse, contact=contact) == {"A1": expected}
+
+
+def test_an_account_placed_with_an_agency_gets_no_internal_contact(warehouse) -> None:
+    make_marts(warehouse, [a_stage("manager_review"), a_stage("reminder_1", account_id="A2",
+                                                            customer_id="C2")],
+               [a_customer(), a_customer(customer_id="C2")])  # fmt: skip
+    warehouse.execute(
+        "insert into ops.placements (placement_id, account_id, customer_id, agency_id, status, "
+        "placed_date, placed_run_id, currency, placed_balance, commission_rate) values "
+        "('p1', 'A1', 'C1', 'summit', 'open', '2026-03-30', 'r0', 'USD', 120.00, 0.28)"
+    )
+    assert plan_rows(warehouse) == {"A2": ("planned", None)}

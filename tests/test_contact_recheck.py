@@ -183,3 +183,15 @@ def test_a_letter_whose_manifest_was_written_before_the_crash_is_sent_not_printe
     assert recover_interrupted(warehouse, "next-run") == {"maybe_sent": 0, "sent": 1, "planned": 1}
     rows = dict(warehouse.execute("select action_key, status from ops.action_ledger").fetchall())
     assert rows == {listed: "sent", unlisted: "planned"}
+
+
+def test_a_placement_since_planning_cancels_the_internal_contact(planned) -> None:
+    planned.execute(
+        "insert into ops.placements (placement_id, account_id, customer_id, agency_id, status, "
+        "placed_date, placed_run_id, currency, placed_balance, commission_rate) values "
+        "('p1', 'A1', 'C1', 'summit', 'open', '2026-03-31', 'r0', 'USD', 120.00, 0.28)"
+    )
+    assert cancelled(planned) == {
+        ("A1", "email"): "placed_with_agency",
+        ("A1", "letter"): "placed_with_agency",
+    }

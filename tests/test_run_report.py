@@ -288,3 +288,32 @@ def test_a_dry_run_shows_what_it_planned(connection: duckdb.DuckDBPyConnection) 
     assert report["contacts_by_channel"][0]["planned"] == 12
     html = render_run_report_html(report)
     assert "dry run" in html and "nothing was sent" in html
+
+
+def test_the_agency_step_shows_placements_recalls_and_what_was_left(
+    connection: duckdb.DuckDBPyConnection,
+) -> None:
+    placements = {
+        "placed": {"summit": 2, "northwind": 5},
+        "recalled": {"paid_in_full": 1},
+        "not_placed": {"no_agency_takes_it": 3},
+        "files": ["/abs/out/agencies/summit/2026-12-01/placements.csv"],
+    }
+    summary = {"run_id": "0123456789", "as_of": "2026-12-01", "status": "succeeded"}
+    report = build_run_report(connection, {**summary, "placements": placements})
+    assert report["agencies"]["placed"] == [
+        {"agency": "northwind", "count": 5},
+        {"agency": "summit", "count": 2},
+    ]
+    html = render_run_report_html(report)
+    assert "Collection agencies" in html and ">northwind</td>" in html
+    markdown = run_report_markdown(report)
+    assert (
+        "**Agencies:** placed northwind 5; summit 2 · recalled paid_in_full 1 · "
+        "not placed no_agency_takes_it 3"
+    ) in markdown.replace("\\_", "_")
+    # a run that never reached the agency step has no such section
+    assert build_run_report(connection, summary)["agencies"] is None
+    assert "Collection agencies" not in render_run_report_html(
+        build_run_report(connection, summary)
+    )

@@ -21,7 +21,7 @@ CONTACT = {"plan", "recheck", "email", "letters", "queue"}
         pytest.param(None, ["ingest"], None, set(STEPS) - {"ingest"}, id="skip the inbox"),
         pytest.param(["gates", "contact"], None, None, {"gate_raw", "gate_warehouse"} | CONTACT,
                      id="gates and contacts on the warehouse as built"),
-        pytest.param(None, None, "email", CONTACT | {"report"},
+        pytest.param(None, None, "email", CONTACT | {"agencies", "report"},
                      id="resume a run that failed sending"),
         pytest.param(None, None, "gate_warehouse", set(STEPS) - {"ingest"},
                      id="resume a failed gate: build again, then the rest"),
@@ -33,9 +33,9 @@ def test_select_steps(only, skip, resume_from, expected) -> None:
 
 
 def test_a_resume_contacts_without_gates_only_when_the_resumed_run_passed_them() -> None:
-    with pytest.raises(StepSelectionError, match="contacting needs both data gates"):
+    with pytest.raises(StepSelectionError, match="need both data gates"):
         select_steps(None, ["gates"], resume_from="ingest")
-    with pytest.raises(StepSelectionError, match="contacting needs both data gates"):
+    with pytest.raises(StepSelectionError, match="need both data gates"):
         select_steps(None, None, resume_from="email", gates_passed=False)
 
 
@@ -44,8 +44,9 @@ def test_a_resume_contacts_without_gates_only_when_the_resumed_run_passed_them()
     [
         pytest.param(["gate"], None, "gate: not a step of the run; steps are ingest, gates",
                      id="a typo"),
-        pytest.param(None, ["gates"], "contacting needs both data gates", id="contact unchecked"),
-        pytest.param(["contact"], None, "contacting needs both data gates", id="only contact"),
+        pytest.param(None, ["gates"], "need both data gates", id="contact unchecked"),
+        pytest.param(["contact"], None, "need both data gates", id="only contact"),
+        pytest.param(["agencies"], None, "need both data gates", id="only agencies"),
     ],
 )  # fmt: skip
 def test_a_wrong_selection_is_refused_with_the_reason(only, skip, message) -> None:

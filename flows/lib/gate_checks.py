@@ -161,7 +161,8 @@ CHECKS: tuple[Check, ...] = (
         "ledger_reconciles",
         "Per account and in total per currency: total_open - credit_balance equals invoices "
         "issued + fees and interest + refunds - payments in effect - credit notes and "
-        "write-offs (less any refund beyond the credit, flagged as refund_shortfall).",
+        "write-offs - agency collections not in billing (less any refund beyond the credit, "
+        "flagged as refund_shortfall).",
         """
         with reversed as (
             select distinct reverses_payment_id as payment_id from raw.payments_latest
@@ -178,6 +179,10 @@ CHECKS: tuple[Check, ...] = (
             select account_id,
                 case when kind in ('credit_note', 'write_off') then -amount else amount end
             from raw.adjustments_latest where effective_date <= date '{as_of}'
+            union all
+            -- what agencies collected that the billing export does not (yet) hold
+            select account_id, -collected_amount from marts.fct_remittance_reconciliation
+            where reconciliation_status = 'agency_only' and paid_date <= date '{as_of}'
         ),
         ledger as (
             select account_id, sum(net) as ledger_net from movements group by account_id

@@ -141,6 +141,12 @@ def build_plan(
                 and history.stage_channel in {_sql_list(LEDGER_CHANNELS)}
                 and history.as_of_date - history.stage_entered_date <= $catch_up_days
                 and {scope_sql}
+                -- placed with an agency: internal dunning stops (the hold follows in the
+                -- next build; this covers the day of placement)
+                and history.account_id not in (
+                    select placements.account_id from ops.placements as placements
+                    where placements.status = 'open'
+                )
         ),
 
         keyed as (

@@ -13,6 +13,7 @@ may have gained a hold. Each planned contact is cancelled, with its reason, when
 - hold: <flag>: bankruptcy, deceased, cease_communication, attorney_represented, legal_hold or
   fraud in force today;
 - hold: manual: a manual hold (dbt_project/seeds/manual_holds.csv) in force today;
+- placed_with_agency: the account is placed with a collection agency (internal dunning stops);
 - do_not_email / do_not_call: the flag in force today (email / phone only);
 - email_<why>: the address is on recoup's suppression list now (email only);
 - no_longer_in_stage: planned by an earlier day's run, and on the run's date the account is
@@ -245,6 +246,14 @@ def cancel_outdated(
                 pending.channel <> 'manager'
                 and manual_holds.start_date <= $today
                 and (manual_holds.end_date is null or manual_holds.end_date > $today)
+
+            union all
+
+            select pending.action_key, 3, 'placed_with_agency'
+            from pending
+            inner join ops.placements as placements
+                on pending.account_id = placements.account_id
+            where placements.status = 'open' and pending.channel <> 'manager'
 
             union all
 

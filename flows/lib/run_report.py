@@ -119,6 +119,7 @@ def build_run_report(
             {"outcome": str(outcome), "count": int(count)}
             for outcome, count in sorted((summary.get("rechecked") or {}).items())
         ],
+        "agencies": _agencies(summary.get("placements")),
         "files": [str(path) for path in summary.get("files") or []],
         "not_built_yet": [str(step) for step in summary.get("not_built_yet") or []],
         "warehouse": warehouse,
@@ -356,6 +357,23 @@ def _contacts_by_channel(contacts: Sequence[Mapping[str, Any]]) -> list[dict[str
     return [channels[name] for name in sorted(channels)]
 
 
+def _agencies(placements: object) -> dict[str, Any] | None:
+    """What the agency step did: new placements per agency, recalls per reason and the
+    candidates left unplaced per reason; None when the step did not run."""
+    if not isinstance(placements, Mapping):
+        return None
+
+    def rows(key: str, name: str) -> list[dict[str, Any]]:
+        counts = placements.get(key) or {}
+        return [{name: str(k), "count": int(v)} for k, v in sorted(counts.items())]
+
+    return {
+        "placed": rows("placed", "agency"),
+        "recalled": rows("recalled", "reason"),
+        "not_placed": rows("not_placed", "reason"),
+    }
+
+
 def _scope(scope: object) -> dict[str, Any]:
     if not isinstance(scope, Mapping):
         return {"segment": None, "accounts": None}
@@ -465,6 +483,7 @@ def run_report_markdown(report: Mapping[str, Any]) -> str:
         _md_header(report["run"]),
         _md_steps(report),
         _md_contacts(report),
+        _md_agencies(report.get("agencies")),
         _md_warehouse(report["warehouse"]),
     ]
     if report["not_built_yet"]:
@@ -531,6 +550,20 @@ def _md_contacts(report: Mapping[str, Any]) -> str:
     if held:
         lines += ["", "Held back or failed: " + "; ".join(held)]
     return "\n".join(lines)
+
+
+def _md_agencies(agencies: Mapping[str, Any] | None) -> str:
+    if agencies is None:
+        return ""
+
+    def listed(rows: Sequence[Mapping[str, Any]], key: str) -> str:
+        return "; ".join(f"{_md(row[key])} {row['count']:,}" for row in rows) or "none"
+
+    return (
+        f"**Agencies:** placed {listed(agencies['placed'], 'agency')} · "
+        f"recalled {listed(agencies['recalled'], 'reason')} · "
+        f"not placed {listed(agencies['not_placed'], 'reason')}"
+    )
 
 
 def _md_warehouse(warehouse: Mapping[str, Any]) -> str:

@@ -10,6 +10,7 @@ A run is a sequence of steps. Users name them in groups (`recoup run --only gate
 | build | build | dbt: balances, aging, holds, stages for the as-of date |
 | events | events | import SendGrid events and opt-outs |
 | contact | plan, recheck, email, letters, queue | plan the day's contacts and send them |
+| agencies | agencies | recall from and place with collection agencies; their files |
 | report | report | the run report (JSON, HTML, Prefect artifact) |
 
 Every step is recorded as done, failed or skipped with its seconds. A failed run keeps the
@@ -29,13 +30,14 @@ from typing import Literal
 
 import duckdb
 
-StepGroup = Literal["ingest", "gates", "build", "events", "contact", "report"]
+StepGroup = Literal["ingest", "gates", "build", "events", "contact", "agencies", "report"]
 GROUPS: dict[str, tuple[str, ...]] = {
     "ingest": ("ingest",),
     "gates": ("gate_raw", "gate_warehouse"),
     "build": ("build",),
     "events": ("events",),
     "contact": ("plan", "recheck", "email", "letters", "queue"),
+    "agencies": ("agencies",),
     "report": ("report",),
 }
 # the order steps run in (gate_raw before build, gate_warehouse after it)
@@ -50,6 +52,7 @@ STEPS: tuple[str, ...] = (
     "email",
     "letters",
     "queue",
+    "agencies",
     "report",
 )
 GROUP_OF = {step: group for group, steps in GROUPS.items() for step in steps}
@@ -182,10 +185,11 @@ def select_steps(
         first = STEPS.index(GROUPS[GROUP_OF[resume_from]][0])
         selected &= set(STEPS[first:])
     gates = {"gate_raw", "gate_warehouse"}
-    if "plan" in selected and not gates <= selected and not gates_passed:
+    outbound = selected & {"plan", "agencies"}
+    if outbound and not gates <= selected and not gates_passed:
         raise StepSelectionError(
-            "contacting needs both data gates: a run on bad data is worse than no run. "
-            "Drop --skip gates, or add gates to --only"
+            "contacting and agency placement need both data gates: a run on bad data is worse "
+            "than no run. Drop --skip gates, or add gates to --only"
         )
     return frozenset(selected)
 

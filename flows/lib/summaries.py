@@ -188,3 +188,27 @@ def freshness(connection: duckdb.DuckDBPyConnection) -> str:
         f"newest payment received {newest_payment or 'never'}; marts built for "
         f"{built or 'no date yet'}; contacts last planned for {planned or 'no date yet'}"
     )
+
+
+def agency_rows(connection: duckdb.DuckDBPyConnection) -> tuple[list[dict[str, object]], int]:
+    """Placements per agency, status and currency (with balances), and quarantined lines."""
+    rows = connection.execute(
+        """
+        select agency_id, status, currency, count(*), sum(placed_balance)
+        from ops.placements group by all order by all
+        """
+    ).fetchall()
+    quarantined = connection.execute("select count(*) from ops.remittance_quarantine").fetchall()
+    return (
+        [
+            {
+                "agency": agency,
+                "status": status,
+                "currency": currency,
+                "accounts": count,
+                "placed balance": f"{balance:,.2f}",
+            }
+            for agency, status, currency, count, balance in rows
+        ],
+        quarantined[0][0],
+    )

@@ -1,37 +1,68 @@
--- Payments that count on the as-of date: received by then and not reversed by then. A
--- reversal (NSF, chargeback, returned check) undoes its payment from the reversal's
--- received_date on; a reversal dated after the as-of date does not count yet.
+-- Payments that count on the as-of date: billing payments in effect (received by then, not
+-- reversed by then), and agency payments: remittances paid by then that no billing payment
+-- records (int_remittances_matched_to_billing_payments), so money a customer paid an agency
+-- reduces the balance from its paid_date and counts once. An agency payment names no invoice:
+-- it pays the account's open items oldest first.
 with
 
-payments as (
+billing_payments as (
 
-    select * from {{ ref('stg_billing__payments') }}
-    where received_date <= {{ as_of_date() }}
+    select
+        payment_id,
+        account_id,
+        invoice_id,
+        amount,
+        received_date
+    from {{ ref('int_billing_payments_in_effect') }}
 
 ),
 
-reversed as (
+remittances as (
 
-    select distinct reverses_payment_id as payment_id
-    from payments
-    where is_reversal
+    select
+        remittance_key,
+        account_id,
+        collected_amount,
+        paid_date
+    from {{ ref('int_remittances_matched_to_billing_payments') }}
+    -- a remittance the billing export also holds counts as that billing payment
+    where not is_in_billing
+
+),
+
+agency_payments as (
+
+    select
+        'agency:' || remittance_key as payment_id,
+        account_id,
+        null::varchar as invoice_id,
+        collected_amount as amount,
+        paid_date as received_date
+    from remittances
 
 ),
 
 final as (
 
     select
-        payments.payment_id,
-        payments.account_id,
-        payments.invoice_id,
-        payments.amount,
-        payments.received_date
-    from payments
-    left join reversed
-        on payments.payment_id = reversed.payment_id
-    where
-        not payments.is_reversal
-        and reversed.payment_id is null
+        payment_id,
+        account_id,
+        invoice_id,
+        amount,
+        received_date,
+        'billing' as payment_source
+    from billing_payments
+
+    union all
+
+    select
+        payment_id,
+        account_id,
+        invoice_id,
+        amount,
+        received_date,
+        'agency' as payment_source
+    from agency_payments
 
 )
 

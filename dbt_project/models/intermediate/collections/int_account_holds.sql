@@ -1,8 +1,8 @@
 -- Why an account must not be escalated or contacted on the as-of date: one row per account
 -- with at least one hold (flags, plans, manual holds from seeds/manual_holds.csv, a dispute
--- covering the whole balance), the reasons sorted. Flags that only change how a
--- customer may be contacted (do_not_email, do_not_call, servicemember) are restrictions,
--- not holds, and listed apart.
+-- covering the whole balance, an open placement with a collection agency), the reasons
+-- sorted. Flags that only change how a customer may be contacted (do_not_email, do_not_call,
+-- servicemember) are restrictions, not holds, and listed apart.
 with
 
 flags as (
@@ -21,6 +21,18 @@ plans as (
 balances as (
 
     select * from {{ ref('int_account_balances') }}
+
+),
+
+-- placements open on the as-of date: placed by then, not recalled by then (a recall closes
+-- the placement on its recalled_date)
+placements as (
+
+    select account_id
+    from {{ ref('stg_ops__placements') }}
+    where
+        placed_date <= {{ as_of_date() }}
+        and (recalled_date is null or recalled_date > {{ as_of_date() }})
 
 ),
 
@@ -61,6 +73,15 @@ reasons as (
         'dispute' as hold_reason
     from balances
     where disputed_amount > 0 and collectible_amount = 0
+
+    union all
+
+    -- internal dunning stops while an agency collects the account (issue 7): the stage
+    -- freezes like any hold's, and nothing is sent
+    select
+        account_id,
+        'placed_with_agency' as hold_reason
+    from placements
 
 ),
 
