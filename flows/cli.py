@@ -1,7 +1,7 @@
 """`recoup` command line: parse arguments, call a flow, print what happened.
 
 Errors a user can fix (a wrong setting, an unreadable batch, a busy warehouse) print one clear
-message and exit 1; commands not built yet say so and exit 2.
+message and exit 1; a wrong argument exits 2 with its usage.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from flows.lib.bureau_file import BureauError
 from flows.lib.config import ConfigError, Settings, load_settings
 from flows.lib.contact_data import MartsNotForDate
 from flows.lib.dbt_build import DbtFailed
@@ -26,6 +27,7 @@ from flows.lib.export_files import BatchError
 from flows.lib.gates import GateFailed
 from flows.lib.loader import BatchOutcome
 from flows.lib.messages import SendAborted
+from flows.lib.metro2_validate import Metro2Invalid
 from flows.lib.remittances import RemittanceFileError
 from flows.lib.run_lock import LockBusy, current_holder
 from flows.lib.runs import StepSelectionError
@@ -43,7 +45,6 @@ app = typer.Typer(
 )
 console = Console()
 error_console = Console(stderr=True)
-NOT_BUILT_EXIT_CODE = 2
 
 
 class RunFailed(RuntimeError):
@@ -65,12 +66,10 @@ USER_ERRORS = (
     StepSelectionError,
     MartsNotForDate,
     RemittanceFileError,
+    BureauError,
+    Metro2Invalid,
     RunFailed,
 )
-
-
-class CommandNotBuilt(RuntimeError):
-    """A command of the spec that this version does not have yet."""
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -80,9 +79,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     except USER_ERRORS as error:
         error_console.print(f"[bold red]recoup:[/] {error}", highlight=False)
         sys.exit(1)
-    except CommandNotBuilt as error:
-        error_console.print(f"[bold yellow]recoup:[/] {error}", highlight=False)
-        sys.exit(NOT_BUILT_EXIT_CODE)
     except typer.Exit as done:
         sys.exit(done.exit_code)
     except typer.Abort:
@@ -529,7 +525,7 @@ def events_import(
         )
 
 
-# --- not built yet -----------------------------------------------------------------------
+# --- monthly ------------------------------------------------------------------------------
 
 
 @app.command()
@@ -558,10 +554,24 @@ def report(
 
 @app.command()
 def bureau(
-    period: Annotated[str, typer.Option(help="Reporting period, YYYY-MM.")],
+    period: Annotated[
+        str | None, typer.Option(help="Reporting period, YYYY-MM (default: last month).")
+    ] = None,
 ) -> None:
-    """Write the monthly Metro 2 credit-bureau file (not built yet)."""
-    raise CommandNotBuilt(f"`recoup bureau --period {period}` is not built yet.")
+    """Write the monthly Metro 2 credit-bureau file, validated before it is published."""
+    _settings()
+    from flows.lib.monthly_report import parse_month
+
+    if period is not None:
+        try:
+            parse_month(period)
+        except ValueError as error:
+            raise typer.BadParameter(str(error), param_hint="--period") from None
+    from flows.monthly_bureau import monthly_bureau
+
+    with console.status(f"Writing the Metro 2 file for {period or 'last month'} ..."):
+        outcome = monthly_bureau(period=period)
+    console.print(str(outcome), highlight=False, soft_wrap=True)
 
 
 agencies_app = typer.Typer(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import subprocess
 import sys
@@ -120,16 +121,30 @@ def test_a_wrong_setting_stops_every_command(tmp_path: Path) -> None:
     assert "RECOUP_INGEST__LOCK_WAIT: 'ingest' has no key 'lock_wait'" in result.stderr
 
 
-@pytest.mark.parametrize(
-    "args",
-    [
-        pytest.param(["bureau", "--period", "2026-10"], id="bureau"),
-    ],
-)
-def test_commands_not_built_yet_say_so(tmp_path: Path, args: list[str]) -> None:
-    result = recoup(tmp_path, *args)
-    assert result.returncode == 2
-    assert "not built yet" in result.stderr
+def test_bureau_writes_a_valid_file_for_the_month_without_an_ssn_in_sight(demo_home) -> None:
+    home, _ = demo_home
+    result = recoup(home, "bureau", "--period", "2026-11")
+    assert result.returncode == 0, result.stderr
+    said = " ".join(result.stdout.split())
+    assert "Metro 2 file for 2026-11:" in said and "as of 2026-11-23" in said
+    path = home / "out" / "credit_bureau" / "2026-11" / "metro2_202611.txt"
+    assert path.is_file() and f"written to {path}" in said
+    from flows.lib.metro2_validate import validate_file
+
+    assert validate_file(path.read_bytes(), today=dt.date(2026, 12, 31)) == []
+    ssns = recoup(home, "sql", "select ssn from raw.customers_latest where ssn is not null")
+    demo_ssns = [
+        line.strip(" │|") for line in ssns.stdout.splitlines() if line.strip(" │|").isdigit()
+    ]
+    assert demo_ssns, ssns.stdout
+    logs = "".join(p.read_text(encoding="utf-8") for p in (home / "state").rglob("*.jsonl"))
+    for ssn in demo_ssns:
+        assert ssn not in result.stdout + result.stderr + logs
+    not_over = recoup(home, "bureau", "--period", "2026-12")
+    assert not_over.returncode == 1 and "is not over yet" in not_over.stderr
+    assert "Traceback" not in not_over.stderr
+    bad = recoup(home, "bureau", "--period", "2026-13")
+    assert bad.returncode == 2 and "is not a month" in bad.stderr
 
 
 @pytest.mark.parametrize(

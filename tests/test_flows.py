@@ -53,7 +53,7 @@ def test_the_daily_run_loads_the_inbox_once_and_names_the_steps_not_built(
     assert [batch.batch_id for batch in first.batches] == [1, 2]  # oldest folder first
     again = daily_dunning(as_of=dt.date(2026, 11, 21))
     assert [batch.changed for batch in again.batches] == [False, False]
-    assert "credit-bureau file" in again.not_built_yet
+    assert "refund queue" in again.not_built_yet
     connection = open_warehouse(recoup_home / "warehouse" / "recoup.duckdb", read_only=True)
     assert connection.execute("select amount::VARCHAR from raw.invoices_latest").fetchall() == [
         ("99.00",)

@@ -29,7 +29,7 @@ def read_deployments() -> list[dict]:
 
 
 def test_the_deployments_the_style_guide_names_are_there() -> None:
-    assert {"daily-dunning", "rerun", "ingest", "monthly-report"} <= {
+    assert {"daily-dunning", "rerun", "ingest", "monthly-report", "monthly-bureau"} <= {
         d["name"] for d in read_deployments()
     }
 

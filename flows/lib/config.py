@@ -324,6 +324,52 @@ class AgencyPlacementSettings(_Section):
         return self
 
 
+class BureauSettings(_Section):
+    """The monthly Metro 2 file for the credit bureaus (`recoup bureau`, docs/credit-bureau.md).
+    The ids come from each bureau at onboarding; the demo values are placeholders."""
+
+    identification_number: str = Field(
+        "ACMEUTIL01",
+        pattern=r"^[A-Z0-9]{5,20}$",
+        description="Your furnisher id for the office that verifies the data (base 21-40): "
+        "5-20 upper-case letters or digits, stable month to month. Changing it sends an L1.",
+    )
+    reporter_name: str | None = Field(None, description="Header reporter name; null: company.name.")
+    reporter_address: str | None = Field(
+        None, description="Header reporter address; null: the company address in one line."
+    )
+    reporter_telephone: str | None = Field(None, description="10 digits; null: company.phone.")
+    equifax_program_identifier: str = Field("", max_length=10)
+    experian_program_identifier: str = Field("", max_length=5)
+    transunion_program_identifier: str = Field("", max_length=10)
+    innovis_program_identifier: str = Field("", max_length=10)
+    program_date: dt.date = Field(
+        dt.date(2026, 1, 1), description="When your Metro 2 reporting program was set up."
+    )
+    program_revision_date: dt.date | None = Field(None, description="Its last revision.")
+    portfolio_type: Literal["O", "R", "C"] = Field(
+        "O",
+        description="First party: O open account (due in full each bill), R revolving, C line "
+        "of credit (R and C report the account's credit_limit).",
+    )
+    account_type: str = Field(
+        "92",
+        pattern=r"^[0-9A-Z]{2}$",
+        description="First party: Metro 2 account type (92 utility, 4D telecom, 90 medical, "
+        "01 unsecured ...). Third party always reports 48 (collection agency).",
+    )
+    creditor_classification: int = Field(
+        10, ge=1, le=15, description="Third party, K1: the original creditor's kind (10 utility)."
+    )
+    furnish_wait_days: int = Field(
+        14,
+        ge=14,
+        le=90,
+        description="Third party: days after the first letter or email before an account may "
+        "be reported (Reg F 1006.30(a)), with no bounce in between.",
+    )
+
+
 class DemoSettings(_Section):
     accounts: int = Field(20_000, ge=10, le=5_000_000)
     seed: int = Field(42, ge=0)
@@ -340,6 +386,7 @@ class Settings(_Section):
     email: EmailSettings = EmailSettings()
     work_queue: WorkQueueSettings = WorkQueueSettings()
     placement: AgencyPlacementSettings = AgencyPlacementSettings()
+    bureau: BureauSettings = BureauSettings()
     demo: DemoSettings = DemoSettings()
     sendgrid_api_key: SecretStr | None = Field(
         None, description="From SENDGRID_API_KEY only; without it emails go to the outbox folder."

@@ -1,0 +1,612 @@
+"""What the monthly Metro 2 file says about each account, in one set-based query.
+
+`bureau_rows` returns one row per account that has something to report for the period (or is
+held from reporting, with the reason), every Metro 2 field already decided. The rules are in
+docs/credit-bureau.md; in short:
+
+- **Date of account information (DOAI)**: the last date in the period the marts were built
+  for. Balances are that day's `marts.fct_account_aging`; no row that day means nothing owed.
+- **Who is reported**: consumer accounts in US dollars with a US address, that owe something on
+  the DOAI, or were reported before and not yet closed out (a paid, closed or deleted account
+  gets one last record). Business customers, other currencies and countries are out of scope.
+- **Held from reporting** (with a reason, counted, never in the file): no SSN and no date of
+  birth; no usable name or address; a fraud flag (unless the account was reported open: then
+  one DF record deletes it at the bureaus); an obsolete
+  debt (DOFD more than 7 years and 180 days back, FCRA 605(c)); in third-party mode, an account
+  not yet contacted by letter or email at least `furnish_wait_days` before (Reg F 1006.30(a)).
+- **Account status**, first party: 11 current, 71/78/80/82/83/84 by days past due, 93 while
+  placed with an agency or at the agency stage, 97 when written off (charged off); when the
+  balance reaches zero: 64 after a charge-off, 62 after collection, else 13; DF once for a
+  confirmed fraud. Third party (an agency's own tradeline, account type 48 with K1): 93 open,
+  62 paid, DF.
+- **DOFD**: the first day the current delinquency was 30 days past due, from the aging history
+  (each day's oldest open due date + 30, over the run of days at 30+ days past due that ends on
+  the DOAI); once reported it never changes (ops.bureau_records), until the account is
+  reported current again.
+- **Payment history profile**: the 24 months before the period, newest first: the status
+  reported for that month if there was one, else B before the account was opened, L once
+  written off, D for a month without a build, else the month's last aging row (0-6 by days
+  past due, G at the agency stages; no row: 0).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import duckdb
+
+NOT_REPORTED_REASONS = (
+    "no_ssn_or_date_of_birth",
+    "incomplete_name_or_address",
+    "fraud",
+    "obsolete",
+    "not_contacted_yet",
+)
+TERMINAL_STATUSES = ("13", "62", "64", "DA", "DF")
+# the reason text on a write_off or credit_note that makes it a settlement ("paid for less")
+SETTLEMENT_REASON_PATTERN = "%settle%"
+
+BUREAU_ROWS_SQL = """
+with
+
+params as (
+    select
+        $period::varchar as period,
+        $period_start::date as period_start,
+        $doai::date as doai,
+        $third_party::boolean as third_party,
+        $wait_days::integer as wait_days
+),
+
+accounts as (
+    select
+        accounts.account_id,
+        accounts.customer_id,
+        accounts.currency,
+        accounts.segment,
+        accounts.account_status as billing_status,
+        accounts.credit_limit,
+        accounts.opened_date,
+        customers.customer_type,
+        customers.full_name,
+        customers.phone,
+        customers.address_line1,
+        customers.address_line2,
+        customers.city,
+        customers.state,
+        customers.postal_code,
+        customers.country,
+        customers.date_of_birth
+    from marts.dim_accounts as accounts
+    inner join marts.dim_customers as customers
+        on accounts.customer_id = customers.customer_id
+),
+
+aging as (
+    select *
+    from marts.fct_account_aging
+    where as_of_date = (select doai from params)
+),
+
+previous as (
+    -- the latest record of an earlier period: what the bureaus hold
+    select *
+    from ops.bureau_records
+    where period < (select period from params)
+    qualify row_number() over (partition by account_id order by period desc) = 1
+),
+
+adjustments as (
+    select
+        account_id,
+        sum(amount) filter (
+            where adjustment_kind = 'write_off'
+            and coalesce(reason, '') not ilike $settlement_pattern
+        ) as charged_off,
+        sum(amount) filter (
+            where adjustment_kind in ('write_off', 'credit_note')
+            and reason ilike $settlement_pattern
+            and effective_date >= (select period_start from params)
+        ) as settled_this_period
+    from staging.stg_billing__adjustments
+    where effective_date <= (select doai from params)
+    group by account_id
+),
+
+billing_payments as (
+    select payments.account_id, payments.received_date, payments.amount
+    from staging.stg_billing__payments as payments
+    where not payments.is_reversal
+        and payments.received_date <= (select doai from params)
+        and not exists (
+            select 1
+            from staging.stg_billing__payments as reversals
+            where reversals.is_reversal
+                and reversals.reverses_payment_id = payments.payment_id
+                and reversals.received_date <= (select doai from params)
+        )
+),
+
+all_payments as (
+    select * from billing_payments
+    union all
+    -- what agencies collected that the billing export does not hold
+    select account_id, paid_date as received_date, collected_amount as amount
+    from marts.fct_remittance_reconciliation
+    where reconciliation_status = 'agency_only'
+        and paid_date <= (select doai from params)
+),
+
+payments as (
+    select
+        account_id,
+        max(received_date) as last_payment_date,
+        sum(amount) filter (
+            where received_date >= (select period_start from params)
+        ) as paid_this_period
+    from all_payments
+    group by account_id
+),
+
+flags as (
+    select
+        accounts.account_id,
+        bool_or(flags.flag = 'bankruptcy') as is_bankrupt,
+        min(flags.start_date) filter (where flags.flag = 'bankruptcy') as bankruptcy_date,
+        bool_or(flags.flag = 'deceased') as is_deceased,
+        bool_or(flags.flag = 'fraud') as is_fraud
+    from staging.stg_billing__account_flags as flags
+    inner join accounts
+        on flags.account_id = accounts.account_id
+        or (flags.account_id is null and flags.customer_id = accounts.customer_id)
+    where flags.start_date <= (select doai from params)
+        and (flags.end_date is null or flags.end_date > (select doai from params))
+    group by accounts.account_id
+),
+
+disputes as (
+    select
+        account_id,
+        bool_or(
+            resolved_date is null or resolved_date > (select doai from params)
+        ) as has_open_dispute,
+        arg_max(dispute_status, resolved_date) filter (
+            where resolved_date <= (select doai from params)
+        ) as last_resolution
+    from marts.fct_disputes
+    where opened_date <= (select doai from params)
+    group by account_id
+),
+
+placed as (
+    select account_id, true as is_placed
+    from ops.placements
+    where placed_date <= (select doai from params)
+        and (recalled_date is null or recalled_date > (select doai from params))
+    group by account_id
+),
+
+history as (
+    select account_id, as_of_date, total_open, current, max_days_past_due, stage
+    from marts.fct_account_aging
+    where as_of_date <= (select doai from params)
+),
+
+builds as (
+    select as_of_date, row_number() over (order by as_of_date) as build_no
+    from (select distinct as_of_date from history)
+),
+
+late_days as (
+    -- every built day an account was 30+ days past due, numbered in runs of consecutive builds
+    select
+        history.account_id,
+        history.as_of_date,
+        history.as_of_date - history.max_days_past_due::integer + 30 as delinquent_since,
+        builds.build_no
+            - row_number() over (
+                partition by history.account_id order by builds.build_no
+            ) as run_key,
+        builds.build_no
+    from history
+    inner join builds
+        on history.as_of_date = builds.as_of_date
+    where history.max_days_past_due >= 30
+),
+
+episodes as (
+    -- per account: the run of late builds that reaches the DOAI (the current delinquency) and
+    -- the most recent run (the last delinquency, for an account paid or written off since)
+    select
+        account_id,
+        min(delinquent_since) filter (
+            where max_build = (select max(build_no) from builds)
+        ) as current_episode_dofd,
+        arg_max(delinquent_since, max_build) as latest_episode_dofd
+    from (
+        select
+            account_id,
+            run_key,
+            min(delinquent_since) as delinquent_since,
+            max(build_no) as max_build
+        from late_days
+        group by account_id, run_key
+    )
+    group by account_id
+),
+
+highest as (
+    select account_id, max(total_open) as highest_balance
+    from history
+    group by account_id
+),
+
+period_worst as (
+    select account_id, max(max_days_past_due) as worst_days_past_due
+    from history
+    where as_of_date >= (select period_start from params)
+    group by account_id
+),
+
+contacted as (
+    -- third party: a letter or email that went out `wait_days` before the DOAI and did not
+    -- bounce or drop (1006.30(a)(1)(ii))
+    select account_id, true as is_contacted
+    from marts.fct_contact_log
+    where channel in ('email', 'letter')
+        and is_contacted
+        and sent_at is not null
+        and cast(sent_at as date)
+        <= (select doai from params) - (select wait_days from params)
+        and bounced_at is null
+        and dropped_at is null
+    group by account_id
+),
+
+facts as (
+    select
+        accounts.*,
+        aging.total_open,
+        aging.current as current_amount,
+        aging.credit_balance,
+        aging.max_days_past_due,
+        aging.stage,
+        aging.oldest_due_date,
+        coalesce(adjustments.charged_off, 0) as charged_off,
+        coalesce(adjustments.settled_this_period, 0) > 0 as is_settled,
+        payments.last_payment_date,
+        coalesce(payments.paid_this_period, 0) as paid_this_period,
+        coalesce(flags.is_bankrupt, false) as is_bankrupt,
+        flags.bankruptcy_date,
+        coalesce(flags.is_deceased, false) as is_deceased,
+        coalesce(flags.is_fraud, false) as is_fraud,
+        coalesce(disputes.has_open_dispute, false) as has_open_dispute,
+        disputes.last_resolution,
+        coalesce(placed.is_placed, false) as is_placed,
+        episodes.current_episode_dofd,
+        episodes.latest_episode_dofd,
+        highest.highest_balance,
+        period_worst.worst_days_past_due,
+        coalesce(contacted.is_contacted, false) as is_contacted,
+        previous.period as previous_period,
+        previous.account_status as previous_status,
+        previous.date_of_first_delinquency as previous_dofd,
+        previous.compliance_condition_code as previous_ccc,
+        previous.highest_credit as previous_highest_credit,
+        previous.identification_number as previous_identification_number,
+        previous.account_status is not null
+        and previous.account_status not in {terminal} as was_reported_open
+    from accounts
+    left join aging on accounts.account_id = aging.account_id
+    left join adjustments on accounts.account_id = adjustments.account_id
+    left join payments on accounts.account_id = payments.account_id
+    left join flags on accounts.account_id = flags.account_id
+    left join disputes on accounts.account_id = disputes.account_id
+    left join placed on accounts.account_id = placed.account_id
+    left join episodes on accounts.account_id = episodes.account_id
+    left join highest on accounts.account_id = highest.account_id
+    left join period_worst on accounts.account_id = period_worst.account_id
+    left join contacted on accounts.account_id = contacted.account_id
+    left join previous on accounts.account_id = previous.account_id
+    where accounts.customer_type = 'consumer'
+        and accounts.currency = 'USD'
+        and accounts.country = 'US'
+        and accounts.opened_date <= (select doai from params)
+),
+
+balanced as (
+    select
+        *,
+        -- a charged-off debt is still owed: the write-off comes back into the balance
+        greatest(
+            coalesce(total_open, 0) - coalesce(credit_balance, 0)
+            + case when charged_off > 0 then charged_off else 0 end,
+            0
+        ) as balance
+    from facts
+),
+
+candidates as (
+    select *
+    from balanced
+    where balance > 0 or was_reported_open
+),
+
+statused as (
+    select
+        *,
+        case
+            when is_fraud then 'DF'
+            when (select third_party from params) then
+                case when balance > 0 then '93' else '62' end
+            when balance = 0 then
+                case
+                    when charged_off > 0 or previous_status in ('97', '64') then '64'
+                    when previous_status = '93' or is_placed then '62'
+                    else '13'
+                end
+            when charged_off > 0 then '97'
+            when is_placed or stage in ('agency_placement', 'write_off_recommendation') then '93'
+            when max_days_past_due >= 180 then '84'
+            when max_days_past_due >= 150 then '83'
+            when max_days_past_due >= 120 then '82'
+            when max_days_past_due >= 90 then '80'
+            when max_days_past_due >= 60 then '78'
+            when max_days_past_due >= 30 then '71'
+            else '11'
+        end as account_status
+    from candidates
+),
+
+worst as (
+    -- how late the account was in the period before it was paid: the period's aging rows,
+    -- else what was reported last period
+    select
+        *,
+        coalesce(
+            worst_days_past_due,
+            case previous_status
+                when '71' then 30 when '78' then 60 when '80' then 90 when '82' then 120
+                when '83' then 150 when '84' then 180
+            end,
+            0
+        ) as worst_late
+    from statused
+),
+
+rated as (
+    select
+        *,
+        case
+            when account_status <> '13' then null
+            when worst_late >= 180 then '6'
+            when worst_late >= 150 then '5'
+            when worst_late >= 120 then '4'
+            when worst_late >= 90 then '3'
+            when worst_late >= 60 then '2'
+            when worst_late >= 30 then '1'
+            else '0'
+        end as payment_rating
+    from worst
+),
+
+dated as (
+    select
+        *,
+        case
+            when account_status in ('DF', 'DA') then null
+            when account_status = '11' then case when is_bankrupt then bankruptcy_date end
+            when account_status = '13' and payment_rating = '0' then null
+            -- once reported, the DOFD stays: never re-aged
+            when previous_dofd is not null then previous_dofd
+            when account_status in ('13', '62', '64') then latest_episode_dofd
+            else least(
+                coalesce(
+                    current_episode_dofd,
+                    latest_episode_dofd,
+                    oldest_due_date + 30,
+                    (select doai from params)
+                ),
+                (select doai from params)
+            )
+        end as date_of_first_delinquency
+    from rated
+)
+
+select
+    account_id,
+    customer_id,
+    full_name,
+    phone,
+    address_line1,
+    address_line2,
+    city,
+    state,
+    postal_code,
+    date_of_birth,
+    opened_date,
+    credit_limit,
+    account_status,
+    payment_rating,
+    date_of_first_delinquency,
+    balance,
+    case
+        when account_status in ('11', '13', '62', '64', 'DF') then 0
+        when account_status = '97' then balance
+        else greatest(coalesce(total_open, 0) - coalesce(current_amount, 0), 0)
+    end as amount_past_due,
+    case when account_status in ('64', '97') then charged_off else 0 end as charge_off_amount,
+    greatest(
+        coalesce(previous_highest_credit, 0), coalesce(highest_balance, 0), balance
+    ) as highest_balance,
+    paid_this_period,
+    last_payment_date,
+    case
+        when account_status in ('13', '62', '64')
+            then coalesce(last_payment_date, (select doai from params))
+    end as date_closed,
+    case
+        when account_status in ('13', '62', '64') and is_settled then 'AU'
+    end as special_comment,
+    case
+        when has_open_dispute then 'XB'
+        when previous_ccc = 'XB' and last_resolution = 'rejected' then 'XC'
+        when previous_ccc = 'XB' then 'XH'
+    end as compliance_condition_code,
+    case when is_bankrupt then 'Z' end as consumer_information_indicator,
+    case when is_deceased then 'X' else '1' end as ecoa_code,
+    previous_identification_number,
+    case
+        when is_fraud and not was_reported_open then 'fraud'
+        when date_of_first_delinquency is not null
+            and date_of_first_delinquency + interval 7 year + interval 180 day
+            <= (select doai from params) then 'obsolete'
+        when (select third_party from params) and not is_contacted and previous_period is null
+            then 'not_contacted_yet'
+    end as held_reason
+from dated
+order by account_id
+"""
+
+
+def bureau_rows(
+    connection: duckdb.DuckDBPyConnection,
+    *,
+    period: str,
+    period_start: dt.date,
+    doai: dt.date,
+    third_party: bool,
+    wait_days: int,
+) -> list[dict[str, Any]]:
+    """Every account with something to report for `period` (or held from it, `held_reason`),
+    ordered by account id. Identity checks that need Python (name, SSN) come later."""
+    sql = BUREAU_ROWS_SQL.replace("{terminal}", repr(TERMINAL_STATUSES))
+    cursor = connection.execute(
+        sql,
+        {
+            "period": period,
+            "period_start": period_start,
+            "doai": doai,
+            "third_party": third_party,
+            "wait_days": wait_days,
+            "settlement_pattern": SETTLEMENT_REASON_PATTERN,
+        },
+    )
+    columns = [description[0] for description in cursor.description]
+    return [dict(zip(columns, values, strict=True)) for values in cursor.fetchall()]
+
+
+def payment_history_rows(
+    connection: duckdb.DuckDBPyConnection, *, period_start: dt.date, account_ids: list[str]
+) -> dict[str, str]:
+    """The 24-character payment history profile of each account (reference §4.3)."""
+    rows = connection.execute(
+        PAYMENT_HISTORY_SQL,
+        {
+            "period_start": period_start,
+            "accounts": account_ids,
+            "settlement_pattern": SETTLEMENT_REASON_PATTERN,
+        },
+    ).fetchall()
+    return dict(rows)
+
+
+PAYMENT_HISTORY_SQL = """
+with
+
+wanted as (
+    select unnest($accounts::varchar[]) as account_id
+),
+
+months as (
+    -- the 24 months before the period, 1 = the month just before it
+    select
+        months_back,
+        cast($period_start::date - to_months(months_back) as date) as month_start,
+        cast($period_start::date - to_months(months_back - 1) as date) - 1 as month_end
+    from range(1, 25) as months(months_back)
+),
+
+month_builds as (
+    select months.months_back, max(aging.as_of_date) as last_build
+    from months
+    inner join (select distinct as_of_date from marts.fct_account_aging) as aging
+        on aging.as_of_date between months.month_start and months.month_end
+    group by months.months_back
+),
+
+reported as (
+    select
+        account_id,
+        period,
+        case account_status
+            when '11' then '0' when '71' then '1' when '78' then '2' when '80' then '3'
+            when '82' then '4' when '83' then '5' when '84' then '6'
+            when '93' then 'G' when '62' then 'G' when '97' then 'L' when '64' then 'L'
+            when '13' then '0'
+        end as symbol
+    from ops.bureau_records
+    where list_contains($accounts::varchar[], account_id)
+),
+
+charged_off as (
+    select account_id, min(effective_date) as charged_off_date
+    from staging.stg_billing__adjustments
+    where adjustment_kind = 'write_off' and coalesce(reason, '') not ilike $settlement_pattern
+    group by account_id
+),
+
+grid as (
+    select
+        wanted.account_id,
+        months.months_back,
+        months.month_start,
+        months.month_end,
+        month_builds.last_build,
+        accounts.opened_date,
+        charged_off.charged_off_date
+    from wanted
+    cross join months
+    inner join marts.dim_accounts as accounts
+        on wanted.account_id = accounts.account_id
+    left join month_builds
+        on months.months_back = month_builds.months_back
+    left join charged_off
+        on wanted.account_id = charged_off.account_id
+),
+
+symbols as (
+    select
+        grid.account_id,
+        grid.months_back,
+        coalesce(
+            reported.symbol,
+            case
+                when grid.opened_date > grid.month_end then 'B'
+                when grid.charged_off_date <= grid.month_end then 'L'
+                when grid.last_build is null then 'D'
+                when aging.account_id is null then '0'
+                when aging.stage in ('agency_placement', 'write_off_recommendation') then 'G'
+                when aging.max_days_past_due >= 180 then '6'
+                when aging.max_days_past_due >= 150 then '5'
+                when aging.max_days_past_due >= 120 then '4'
+                when aging.max_days_past_due >= 90 then '3'
+                when aging.max_days_past_due >= 60 then '2'
+                when aging.max_days_past_due >= 30 then '1'
+                else '0'
+            end
+        ) as symbol
+    from grid
+    left join reported
+        on grid.account_id = reported.account_id
+        and strftime(grid.month_start, '%Y-%m') = reported.period
+    left join marts.fct_account_aging as aging
+        on grid.account_id = aging.account_id
+        and grid.last_build = aging.as_of_date
+)
+
+select account_id, string_agg(symbol, '' order by months_back) as profile
+from symbols
+group by account_id
+"""

@@ -1,0 +1,532 @@
+"""The monthly Metro 2 file: decide (bureau_data), render (metro2_layout), validate
+(metro2_validate), then publish and record, or publish nothing.
+
+One file per period, `out/credit_bureau/<YYYY-MM>/metro2_<YYYYMM>.txt`, owner-readable only:
+a header, one base segment per reported account (K1 in third-party mode, L1 when the
+identification number changed) and a trailer with the totals. Records are ordered by account
+number and every date and time in the file comes from the date of account information, so
+generating a period again from the same data writes the same bytes.
+
+Exactly once per account per period: `ops.bureau_records` holds one row per reported account
+per period (the DOFD, status, compliance code and profile the bureaus now hold: the next
+period starts from it); regenerating a period replaces that period's rows, never an earlier
+period's. `ops.bureau_not_reported` lists the accounts held back, with the reason.
+
+SSNs are read from the restricted raw table (`raw.customers_latest`) here only, kept in memory
+for the rendering and never logged, stored or shown; the warehouse keeps none of them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+from nameparser import HumanName
+
+from flows.lib.bureau_data import bureau_rows, payment_history_rows
+from flows.lib.config import Settings
+from flows.lib.metro2_layout import (
+    BASE,
+    HEADER,
+    K1,
+    L1,
+    TRAILER,
+    TRAILER_STATUSES,
+    fold_text,
+    render,
+    whole_dollars,
+)
+from flows.lib.metro2_validate import STATES, check_file
+from flows.lib.monthly_report import parse_month
+from flows.lib.output_files import csv_bytes, write_atomically
+
+MAX_AMOUNT = 999_999_999  # nine digits: larger amounts are capped (reference §2)
+GENERATIONS = {
+    "JR": "J", "SR": "S", "II": "2", "III": "3", "IV": "4", "V": "5",
+    "VI": "6", "VII": "7", "VIII": "8", "IX": "9",
+}  # fmt: skip
+NAME_CHARACTERS = re.compile(r"[^A-Z \-]")
+TERMS = {"O": "001", "R": "REV", "C": "LOC"}
+
+BUREAU_DDL = """
+create schema if not exists ops;
+create table if not exists ops.bureau_records (
+    period VARCHAR NOT NULL,
+    account_id VARCHAR NOT NULL,
+    customer_id VARCHAR NOT NULL,
+    identification_number VARCHAR NOT NULL,
+    account_status VARCHAR NOT NULL,
+    payment_rating VARCHAR,
+    payment_history_profile VARCHAR NOT NULL,
+    special_comment VARCHAR,
+    compliance_condition_code VARCHAR,
+    consumer_information_indicator VARCHAR,
+    ecoa_code VARCHAR NOT NULL,
+    current_balance BIGINT NOT NULL,
+    amount_past_due BIGINT NOT NULL,
+    highest_credit BIGINT NOT NULL,
+    original_charge_off_amount BIGINT NOT NULL,
+    date_of_first_delinquency DATE,
+    date_of_account_information DATE NOT NULL,
+    date_closed DATE,
+    date_of_last_payment DATE,
+    file_sha256 VARCHAR NOT NULL,
+    generated_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (period, account_id)
+);
+create table if not exists ops.bureau_not_reported (
+    period VARCHAR NOT NULL,
+    account_id VARCHAR NOT NULL,
+    reason VARCHAR NOT NULL,
+    PRIMARY KEY (period, account_id)
+);
+create table if not exists ops.bureau_files (
+    period VARCHAR NOT NULL PRIMARY KEY,
+    date_of_account_information DATE NOT NULL,
+    path VARCHAR NOT NULL,
+    file_sha256 VARCHAR NOT NULL,
+    base_records BIGINT NOT NULL,
+    generated_at TIMESTAMPTZ NOT NULL
+);
+"""
+RECORD_COLUMNS = (
+    "period", "account_id", "customer_id", "identification_number", "account_status",
+    "payment_rating", "payment_history_profile", "special_comment",
+    "compliance_condition_code", "consumer_information_indicator", "ecoa_code",
+    "current_balance", "amount_past_due", "highest_credit", "original_charge_off_amount",
+    "date_of_first_delinquency", "date_of_account_information", "date_closed",
+    "date_of_last_payment", "file_sha256", "generated_at",
+)  # fmt: skip
+
+
+class BureauError(RuntimeError):
+    """The period cannot be reported (not over, never built); nothing was written."""
+
+
+@dataclass
+class BureauOutcome:
+    """What one generation of a period's file did."""
+
+    period: str
+    date_of_account_information: dt.date
+    path: Path
+    file_sha256: str
+    by_status: dict[str, int] = field(default_factory=dict)
+    not_reported: dict[str, int] = field(default_factory=dict)
+    id_changes: int = 0
+    replaced: bool = False  # the period had been generated before
+
+    @property
+    def records(self) -> int:
+        return sum(self.by_status.values())
+
+    def __str__(self) -> str:
+        statuses = ", ".join(f"{code} {n:,}" for code, n in sorted(self.by_status.items()))
+        held = ", ".join(f"{reason} {n:,}" for reason, n in sorted(self.not_reported.items()))
+        again = " (generated again: same data, same bytes)" if self.replaced else ""
+        return (
+            f"Metro 2 file for {self.period}{again}: {self.records:,} accounts as of "
+            f"{self.date_of_account_information} ({statuses or 'none'}); not reported: "
+            f"{held or 'none'}; written to {self.path} (sha256 {self.file_sha256[:12]})"
+        )
+
+
+def ensure_bureau_schema(connection: duckdb.DuckDBPyConnection) -> None:
+    connection.execute(BUREAU_DDL)
+    from flows.lib.placements import ensure_agency_schema
+
+    ensure_agency_schema(connection)  # the status reads placements
+
+
+def generate_bureau_file(
+    connection: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    period: str,
+    *,
+    today: dt.date,
+    now: dt.datetime | None = None,
+) -> BureauOutcome:
+    """Write and record the Metro 2 file of `period` (YYYY-MM), or raise and write nothing:
+    BureauError when the period cannot be reported, Metro2Invalid when the file breaks a
+    Metro 2 rule (the message names record and field)."""
+    period_start, period_end = parse_month(period)
+    if period_end >= today:
+        raise BureauError(
+            f"{period} is not over yet (it ends {period_end}); report a period after its last "
+            "day. Nothing was written."
+        )
+    doai = _date_of_account_information(connection, period_start, period_end)
+    ensure_bureau_schema(connection)
+    third_party = settings.collector_type == "third_party"
+    rows = bureau_rows(
+        connection,
+        period=period,
+        period_start=period_start,
+        doai=doai,
+        third_party=third_party,
+        wait_days=settings.bureau.furnish_wait_days,
+    )
+    ssns = _restricted_ssns(connection, sorted({row["customer_id"] for row in rows}))
+    not_reported: dict[str, str] = {}
+    reported: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    for row in rows:
+        reason = row["held_reason"]
+        identity = None if reason else _identity(row, ssns.get(row["customer_id"]))
+        if isinstance(identity, str):
+            reason = identity
+        if reason:
+            not_reported[row["account_id"]] = reason
+        else:
+            reported.append((row, identity or {}))
+    accounts = [row["account_id"] for row, _ in reported]
+    profiles = payment_history_rows(connection, period_start=period_start, account_ids=accounts)
+    lines, stored, counts = _render_records(settings, reported, profiles, doai, third_party)
+    if not reported:
+        raise BureauError(
+            f"{period}: no account has anything to report as of {doai}; no file was written."
+        )
+    header = _header(settings, doai)
+    data = "\n".join([header, *lines, _trailer(counts, len(reported))]).encode("ascii") + b"\n"
+    check_file(data, today=today, previous_dofd=_previous_dofd(connection, period))
+    digest = hashlib.sha256(data).hexdigest()
+    folder = settings.path("out") / "credit_bureau" / period
+    path = folder / f"metro2_{period_start:%Y%m}.txt"
+    generated_at = now or dt.datetime.now(dt.UTC)
+    replaced = _store(
+        connection, period, doai, path, digest, stored, not_reported, generated_at,
+        lambda: _publish(folder, path, data, not_reported),
+    )  # fmt: skip
+    return BureauOutcome(
+        period=period,
+        date_of_account_information=doai,
+        path=path,
+        file_sha256=digest,
+        by_status=dict(Counter(record["account_status"] for record in stored)),
+        not_reported=dict(Counter(not_reported.values())),
+        id_changes=counts["total_change_segments"],
+        replaced=replaced,
+    )
+
+
+# --- inputs ---------------------------------------------------------------------------------
+
+
+def _date_of_account_information(
+    connection: duckdb.DuckDBPyConnection, period_start: dt.date, period_end: dt.date
+) -> dt.date:
+    """The last date in the period the marts were built for: the file's as-of date."""
+    try:
+        [(doai,)] = connection.execute(
+            "select max(as_of_date) from marts.fct_account_aging where as_of_date between ? and ?",
+            [period_start, period_end],
+        ).fetchall()
+    except duckdb.CatalogException:
+        doai = None
+    if doai is None:
+        raise BureauError(
+            f"the marts were never built for a date in {period_start:%Y-%m}; run the daily run "
+            f"for its last day first (`recoup run --as-of {period_end}`). Nothing was written."
+        )
+    return doai
+
+
+def _restricted_ssns(
+    connection: duckdb.DuckDBPyConnection, customer_ids: Sequence[str]
+) -> dict[str, str]:
+    """Full SSNs of these customers, from the restricted raw table, at file time only."""
+    if not customer_ids:
+        return {}
+    rows = connection.execute(
+        "select customer_id, ssn from raw.customers_latest "
+        "where ssn is not null and list_contains(?, customer_id)",
+        [list(customer_ids)],
+    ).fetchall()
+    return {customer_id: ssn for customer_id, ssn in rows if _valid_ssn(ssn)}
+
+
+def _previous_dofd(connection: duckdb.DuckDBPyConnection, period: str) -> dict[str, dt.date]:
+    """The DOFD the bureaus hold per account: the latest earlier record's, when it had one."""
+    rows = connection.execute(
+        """
+        select account_id, date_of_first_delinquency
+        from ops.bureau_records
+        where period < ?
+        qualify row_number() over (partition by account_id order by period desc) = 1
+        """,
+        [period],
+    ).fetchall()
+    return {account: dofd for account, dofd in rows if dofd is not None}
+
+
+def _valid_ssn(ssn: str) -> bool:
+    """A number the SSA could have issued: no ITIN (9xx), no 000/666 area, 00 group, 0000."""
+    digits = re.sub(r"\D", "", ssn or "")
+    if len(digits) != 9:
+        return False
+    area, group, serial = digits[:3], digits[3:5], digits[5:]
+    return area not in ("000", "666") and area[0] != "9" and group != "00" and serial != "0000"
+
+
+def _identity(row: Mapping[str, Any], ssn: str | None) -> dict[str, Any] | str:
+    """The consumer fields of the base segment, or why the account cannot be reported."""
+    if ssn is None and row["date_of_birth"] is None:
+        return "no_ssn_or_date_of_birth"
+    name = HumanName(str(row["full_name"] or ""))
+    surname = _name_part(name.last)
+    first = _name_part(name.first)
+    postal = re.sub(r"\D", "", str(row["postal_code"] or ""))
+    state = str(row["state"] or "").strip().upper()
+    line1 = fold_text(row["address_line1"] or "").strip()
+    city = fold_text(row["city"] or "").strip()
+    if not (surname and first and line1 and city) or state not in STATES:
+        return "incomplete_name_or_address"
+    if len(postal) not in (5, 9):
+        return "incomplete_name_or_address"
+    phone = re.sub(r"\D", "", str(row["phone"] or ""))
+    if len(phone) == 11 and phone.startswith("1"):
+        phone = phone[1:]
+    suffix = fold_text(name.suffix).replace(".", "").strip()
+    return {
+        "surname": surname,
+        "first_name": first,
+        "middle_name": _name_part(name.middle),
+        "generation_code": GENERATIONS.get(suffix.split(" ")[0] if suffix else ""),
+        "social_security_number": int(re.sub(r"\D", "", ssn)) if ssn else None,
+        "date_of_birth": row["date_of_birth"],
+        "telephone_number": int(phone) if len(phone) == 10 else None,
+        "country_code": "US",
+        "first_line_of_address": line1,
+        "second_line_of_address": fold_text(row["address_line2"] or "").strip(),
+        "city": city,
+        "state": state,
+        "postal_zip_code": postal,
+    }
+
+
+def _name_part(text: str) -> str:
+    """Upper case letters, spaces and hyphens only (reference §2: names)."""
+    return " ".join(NAME_CHARACTERS.sub("", fold_text(text)).split())
+
+
+# --- rendering ------------------------------------------------------------------------------
+
+
+def _header(settings: Settings, doai: dt.date) -> str:
+    company, bureau = settings.company, settings.bureau
+    address = bureau.reporter_address or " ".join(
+        part
+        for part in (
+            company.address_line1,
+            company.address_line2,
+            company.city,
+            company.state,
+            company.postal_code,
+        )
+        if part
+    )
+    phone = re.sub(r"\D", "", bureau.reporter_telephone or company.phone)[-10:]
+    return render(HEADER, {
+        "record_descriptor_word": HEADER.length,
+        "record_identifier": "HEADER",
+        "innovis_program_identifier": bureau.innovis_program_identifier,
+        "equifax_program_identifier": bureau.equifax_program_identifier,
+        "experian_program_identifier": bureau.experian_program_identifier,
+        "transunion_program_identifier": bureau.transunion_program_identifier,
+        "activity_date": doai,
+        "date_created": doai,
+        "program_date": bureau.program_date,
+        "program_revision_date": bureau.program_revision_date,
+        "reporter_name": bureau.reporter_name or company.name,
+        "reporter_address": address,
+        "reporter_telephone_number": int(phone) if len(phone) == 10 else None,
+        "software_vendor_name": "RECOUP",
+        "software_version_number": "1",
+    })  # fmt: skip
+
+
+def _render_records(
+    settings: Settings,
+    reported: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]],
+    profiles: Mapping[str, str],
+    doai: dt.date,
+    third_party: bool,
+) -> tuple[list[str], list[dict[str, Any]], Counter[str]]:
+    """One line per account (base plus K1/L1), the rows to store, and the trailer counts."""
+    bureau = settings.bureau
+    time_stamp = dt.datetime.combine(doai, dt.time(23, 59, 59))
+    portfolio = "O" if third_party else bureau.portfolio_type
+    account_type = "48" if third_party else bureau.account_type
+    creditor = settings.company.creditor_name or settings.company.name
+    counts: Counter[str] = Counter()
+    lines, stored = [], []
+    for row, identity in reported:
+        status = row["account_status"]
+        previous_id = row["previous_identification_number"]
+        reported_id = previous_id or bureau.identification_number
+        balance = _money(row["balance"]) if status not in ("13", "62", "64", "DF") else 0
+        values = {
+            **identity,
+            "record_descriptor_word": 0,
+            "processing_indicator": 1,
+            "time_stamp": time_stamp,
+            "correction_indicator": 0,
+            "identification_number": reported_id,
+            "consumer_account_number": row["account_id"],
+            "portfolio_type": portfolio,
+            "account_type": account_type,
+            "date_opened": row["opened_date"],
+            "credit_limit": 0 if third_party else _money(row["credit_limit"]),
+            "highest_credit": _money(row["highest_balance"]),
+            "terms_duration": TERMS[portfolio],
+            "actual_payment_amount": _money(row["paid_this_period"]),
+            "account_status": status,
+            "payment_rating": row["payment_rating"],
+            "payment_history_profile": profiles[row["account_id"]],
+            "special_comment": row["special_comment"],
+            "compliance_condition_code": row["compliance_condition_code"],
+            "current_balance": balance,
+            "amount_past_due": _money(row["amount_past_due"]),
+            "original_charge_off_amount": _money(row["charge_off_amount"]),
+            "date_of_account_information": doai,
+            "date_of_first_delinquency": row["date_of_first_delinquency"],
+            "date_closed": row["date_closed"],
+            "date_of_last_payment": row["last_payment_date"],
+            "ecoa_code": row["ecoa_code"],
+            "consumer_information_indicator": row["consumer_information_indicator"],
+        }
+        segments = []
+        if third_party:
+            segments.append(render(K1, {
+                "segment_identifier": "K1",
+                "original_creditor_name": creditor,
+                "creditor_classification": bureau.creditor_classification,
+            }))  # fmt: skip
+            counts["total_original_creditor_segments"] += 1
+        if previous_id and previous_id != bureau.identification_number:
+            segments.append(render(L1, {
+                "segment_identifier": "L1",
+                "change_indicator": 2,
+                "new_identification_number": bureau.identification_number,
+            }))  # fmt: skip
+            counts["total_change_segments"] += 1
+        length = BASE.length + sum(len(segment) for segment in segments)
+        values["record_descriptor_word"] = length
+        lines.append(render(BASE, values) + "".join(segments))
+        counts[f"total_status_code_{status.lower()}"] += 1
+        if identity.get("social_security_number"):
+            counts["total_ssns_base_segments"] += 1
+        if identity.get("date_of_birth"):
+            counts["total_dates_of_birth_base_segments"] += 1
+        if identity.get("telephone_number"):
+            counts["total_telephone_numbers_all_segments"] += 1
+        stored.append({
+            "account_id": row["account_id"],
+            "customer_id": row["customer_id"],
+            "identification_number": bureau.identification_number,
+            "account_status": status,
+            "payment_rating": row["payment_rating"],
+            "payment_history_profile": profiles[row["account_id"]],
+            "special_comment": row["special_comment"],
+            "compliance_condition_code": row["compliance_condition_code"],
+            "consumer_information_indicator": row["consumer_information_indicator"],
+            "ecoa_code": row["ecoa_code"],
+            "current_balance": balance,
+            "amount_past_due": values["amount_past_due"],
+            "highest_credit": values["highest_credit"],
+            "original_charge_off_amount": values["original_charge_off_amount"],
+            "date_of_first_delinquency": row["date_of_first_delinquency"],
+            "date_of_account_information": doai,
+            "date_closed": row["date_closed"],
+            "date_of_last_payment": row["last_payment_date"],
+        })  # fmt: skip
+    return lines, stored, counts
+
+
+def _trailer(counts: Mapping[str, int], bases: int) -> str:
+    values: dict[str, object] = {
+        "record_descriptor_word": TRAILER.length,
+        "record_identifier": "TRAILER",
+        "total_base_records": bases,
+        "block_count": bases + 2,
+        **{f"total_status_code_{code.lower()}": 0 for code in TRAILER_STATUSES},
+        **counts,
+    }
+    values["total_ssns_all_segments"] = counts.get("total_ssns_base_segments", 0)
+    values["total_dates_of_birth_all_segments"] = counts.get(
+        "total_dates_of_birth_base_segments", 0
+    )
+    return render(TRAILER, values)
+
+
+def _money(amount: object) -> int:
+    return min(whole_dollars(amount), MAX_AMOUNT)  # type: ignore[arg-type]
+
+
+# --- publishing -----------------------------------------------------------------------------
+
+
+def _publish(folder: Path, path: Path, data: bytes, not_reported: Mapping[str, str]) -> None:
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    write_atomically(path, data)
+    write_atomically(
+        folder / "not_reported.csv",
+        csv_bytes(("account_id", "reason"), sorted(not_reported.items())),
+    )
+
+
+def _store(
+    connection: duckdb.DuckDBPyConnection,
+    period: str,
+    doai: dt.date,
+    path: Path,
+    digest: str,
+    stored: Sequence[Mapping[str, Any]],
+    not_reported: Mapping[str, str],
+    generated_at: dt.datetime,
+    publish: Any,
+) -> bool:
+    """Replace the period's records and publish the file in one transaction: a failure in
+    either leaves the previous state."""
+    connection.execute("begin transaction")
+    try:
+        [(before,)] = connection.execute(
+            "select count(*) from ops.bureau_files where period = ?", [period]
+        ).fetchall()
+        for table in ("bureau_records", "bureau_not_reported", "bureau_files"):
+            connection.execute(f"delete from ops.{table} where period = ?", [period])
+        if stored:
+            extra = {"period": period, "file_sha256": digest, "generated_at": generated_at}
+            table = pa.table({
+                column: [extra[column]] * len(stored) if column in extra
+                else [record[column] for record in stored]
+                for column in RECORD_COLUMNS
+            })  # fmt: skip
+            connection.register("_bureau_records", table)
+            connection.execute(
+                f"insert into ops.bureau_records ({', '.join(RECORD_COLUMNS)}) "
+                f"select {', '.join(RECORD_COLUMNS)} from _bureau_records"
+            )
+            connection.unregister("_bureau_records")
+        if not_reported:
+            connection.executemany(
+                "insert into ops.bureau_not_reported values (?, ?, ?)",
+                [[period, account, reason] for account, reason in sorted(not_reported.items())],
+            )
+        connection.execute(
+            "insert into ops.bureau_files values (?, ?, ?, ?, ?, ?)",
+            [period, doai, str(path), digest, len(stored), generated_at],
+        )
+        publish()
+        connection.execute("commit")
+    except BaseException:
+        connection.execute("rollback")
+        raise
+    return bool(before)
