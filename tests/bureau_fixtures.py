@@ -34,7 +34,8 @@ TABLES: dict[str, dict[str, str]] = {
     "raw.customers_latest": {"customer_id": "VARCHAR", "ssn": "VARCHAR"},
     "marts.fct_account_aging": {
         "account_id": "VARCHAR", "customer_id": "VARCHAR", "as_of_date": "DATE",
-        "currency": "VARCHAR", "current": "DECIMAL(18,2)", "total_open": "DECIMAL(18,2)",
+        "currency": "VARCHAR", "current": "DECIMAL(18,2)", "dpd_1_30": "DECIMAL(18,2)",
+        "total_open": "DECIMAL(18,2)",
         "credit_balance": "DECIMAL(18,2)", "oldest_due_date": "DATE",
         "max_days_past_due": "INTEGER", "stage": "VARCHAR",
     },
@@ -79,6 +80,11 @@ class World:
     disputes: list[dict[str, Any]] = field(default_factory=list)
     contacts: list[dict[str, Any]] = field(default_factory=list)
     placements: list[dict[str, Any]] = field(default_factory=list)
+    builds: set[dt.date] = field(default_factory=set)  # beyond the dates of the aging rows
+
+    def built(self, day: dt.date) -> None:
+        """The marts were built for `day` (whether or not anyone owed anything)."""
+        self.builds.add(day)
 
     def account(
         self,
@@ -94,11 +100,12 @@ class World:
         postal_code: str = "60601",
         opened: dt.date = dt.date(2025, 1, 15),
         phone: str | None = "+1 312 555 0142",
+        status: str = "active",
     ) -> str:
         customer_id = f"C-{account_id}"
         self.accounts.append({
             "account_id": account_id, "customer_id": customer_id, "currency": currency,
-            "segment": "residential", "account_status": "active", "opened_date": opened,
+            "segment": "residential", "account_status": status, "opened_date": opened,
         })  # fmt: skip
         self.customers.append({
             "customer_id": customer_id, "customer_type": customer_type, "full_name": full_name,
@@ -118,12 +125,15 @@ class World:
         days_past_due: int,
         *,
         current: str = "0",
+        recent: str = "0",
         stage: str = "reminder_1",
     ) -> None:
-        """An aging row: on `on` the account owes `total_open`, its oldest item that late."""
+        """An aging row: on `on` the account owes `total_open`, its oldest item that late;
+        `current` of it is not due yet and `recent` is 1-30 days past due."""
         self.aging.append({
             "account_id": account_id, "customer_id": f"C-{account_id}", "as_of_date": on,
-            "currency": "USD", "current": Decimal(current), "total_open": Decimal(total_open),
+            "currency": "USD", "current": Decimal(current), "dpd_1_30": Decimal(recent),
+            "total_open": Decimal(total_open),
             "credit_balance": Decimal("0"),
             "oldest_due_date": on - dt.timedelta(days=days_past_due),
             "max_days_past_due": days_past_due, "stage": stage,
@@ -175,7 +185,7 @@ class World:
 
     def write(self, connection: duckdb.DuckDBPyConnection) -> None:
         """(Re)create every table from what was collected."""
-        from flows.lib.bureau_file import ensure_bureau_schema
+        from flows.lib.bureau_records import ensure_bureau_schema
 
         for schema in ("marts", "raw", "staging"):
             connection.execute(f"create schema if not exists {schema}")
@@ -201,6 +211,9 @@ class World:
                     [[each.get(column) for column in columns] for each in rows],
                 )
         ensure_bureau_schema(connection)
+        connection.execute("delete from ops.builds")
+        for day in sorted(self.builds | {row["as_of_date"] for row in self.aging}):
+            connection.execute("insert into ops.builds values (?, now())", [day])
         connection.execute("delete from ops.placements")
         for number, placement in enumerate(self.placements, start=1):
             connection.execute(

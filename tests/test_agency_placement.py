@@ -534,7 +534,7 @@ def test_a_placement_records_the_itemization_dates_and_commission(
             Decimal("10.00"),
             Decimal("0.00"),
             dt.date(2026, 2, 1),
-            dt.date(2025, 12, 27),  # the day after the oldest open item fell due
+            dt.date(2026, 1, 25),  # the oldest open item 30 days past due (Metro 2 DOFD)
             dt.date(2026, 3, 1),
             200,
             Decimal("0.3500"),
@@ -627,6 +627,30 @@ def test_the_recall_file_matches_its_golden_file(
     path = agency_file(tmp_path / "out" / "agencies", "alpha", next_day, "recalls")
     check_golden("agency_recalls_v1.csv", path.read_text(encoding="utf-8"), update_golden)
     assert list(file_rows(path)[0]) == list(RECALL_HEADER)
+
+
+def test_a_placement_carries_the_dofd_the_bureaus_hold(
+    warehouse: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    """Metro 2: the agency's tradeline must carry the creditor's DOFD, which a partial
+    payment (a younger oldest open item) must not move."""
+    from flows.lib.bureau_records import ensure_bureau_schema
+
+    ensure_bureau_schema(warehouse)
+    warehouse.execute(
+        "insert into ops.bureau_records (period, account_id, customer_id, "
+        "identification_number, account_status, payment_history_profile, ecoa_code, "
+        "current_balance, amount_past_due, highest_credit, original_charge_off_amount, "
+        "date_of_first_delinquency, date_of_account_information, file_sha256, generated_at) "
+        "values ('2026-02', 'A1', 'C1', 'ACMEUTIL01', '78', 'BBBBBBBBBBBBBBBBBBBBBBBB', '1', "
+        "400, 400, 400, 0, '2025-11-30', '2026-02-28', 'x', now())"
+    )
+    settings = settings_with(tmp_path, an_agency("alpha"))
+    make_agency_marts(warehouse, [an_account()])
+    run(warehouse, settings)
+    assert warehouse.execute(
+        "select first_delinquency_date from ops.placements where account_id = 'A1'"
+    ).fetchall() == [(dt.date(2025, 11, 30),)]
 
 
 def test_the_files_are_readable_by_the_owner_only(

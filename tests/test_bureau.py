@@ -190,6 +190,7 @@ def test_regenerating_a_period_writes_the_same_bytes_and_no_second_record(
     data = first.path.read_bytes()
     again = generate(connection, tmp_path, "2026-10")
     assert again.replaced and not first.replaced
+    assert "generated again: the same bytes as before" in str(again)
     assert again.path.read_bytes() == data and again.file_sha256 == first.file_sha256
     [(rows, accounts)] = connection.execute(
         "select count(*), count(distinct account_id) from ops.bureau_records "
@@ -207,9 +208,12 @@ def two_months() -> World:
     world.owes("PARTIAL", SEP, "500.00", 60)
     world.owes("PARTIAL", OCT, "200.00", 40)
     world.paid("PARTIAL", dt.date(2026, 10, 12), "300.00")
-    world.account("PAID")  # 45 days late in September, paid in full early October
+    world.account("PAID", status="closed")  # 45 days late in September, paid, closed
     world.owes("PAID", SEP, "120.00", 45)
     world.paid("PAID", dt.date(2026, 10, 4), "120.00")
+    world.account("PAIDUP")  # the same, but the account stays open: current at zero
+    world.owes("PAIDUP", SEP, "120.00", 45)
+    world.paid("PAIDUP", dt.date(2026, 10, 4), "120.00")
     world.account("COLLECTED")  # placed, then paid
     world.owes("COLLECTED", SEP, "800.00", 130)
     world.placed("COLLECTED", dt.date(2026, 9, 1))
@@ -263,6 +267,9 @@ def test_statuses_move_and_the_dofd_never_moves_later(connection, tmp_path) -> N
     )
     assert paid["date_closed"] == "10042026" and paid["date_of_last_payment"] == "10042026"
     assert paid["date_of_first_delinquency"] == september["PAID"]["date_of_first_delinquency"]
+    paid_up = october["PAIDUP"]
+    assert (paid_up["account_status"], paid_up["current_balance"]) == ("11", "000000000")
+    assert (paid_up["date_of_first_delinquency"], paid_up["date_closed"]) == ("00000000",) * 2
     assert (september["COLLECTED"]["account_status"], october["COLLECTED"]["account_status"]) == (
         "93",
         "62",
@@ -286,9 +293,9 @@ def test_statuses_move_and_the_dofd_never_moves_later(connection, tmp_path) -> N
     world.write(connection)
     november_outcome = generate(connection, tmp_path, "2026-11")
     november = bases(november_outcome.path)
-    # CURED and UPHELD owe nothing now: one last record, 13, then nothing
-    assert set(november) == {"PARTIAL", "REJECTED", "CURED", "UPHELD"}
-    assert {november[a]["account_status"] for a in ("CURED", "UPHELD")} == {"13"}
+    # open accounts that owe nothing stay reported, current at zero; PAID (closed) is not
+    assert set(november) == {"PARTIAL", "REJECTED", "CURED", "UPHELD", "PAIDUP"}
+    assert {november[a]["account_status"] for a in ("CURED", "UPHELD", "PAIDUP")} == {"11"}
     assert november["PARTIAL"]["date_of_first_delinquency"] == first_delinquency
     assert november["PARTIAL"]["payment_history_profile"][:2] == "12"  # Oct 30-59, Sep 60-89
     assert november["REJECTED"]["compliance_condition_code"] == "  "  # the bureaus keep XC
@@ -369,3 +376,118 @@ def test_a_file_that_breaks_a_rule_is_not_published_and_names_record_and_field(
     assert "record 2" in str(error.value) and "account_type" in str(error.value)
     assert not (tmp_path / "out" / "credit_bureau" / "2026-10").exists()
     assert connection.execute("select count(*) from ops.bureau_records").fetchone() == (0,)
+
+
+def test_the_dofd_is_kept_even_when_the_history_would_move_it(connection, tmp_path) -> None:
+    """The bureaus hold September's DOFD; October's history, rebuilt without the late days,
+    would say later. The record keeps what was reported (never re-aged)."""
+    world = World()
+    world.account("A1")
+    world.owes("A1", SEP, "500.00", 60)
+    world.write(connection)
+    september = bases(generate(connection, tmp_path, "2026-09").path)["A1"]
+    world.aging.clear()  # history rebuilt: September's late row is gone
+    world.owes("A1", OCT, "200.00", 40)
+    world.write(connection)
+    october = bases(generate(connection, tmp_path, "2026-10").path)["A1"]
+    assert october["date_of_first_delinquency"] == september["date_of_first_delinquency"]
+    assert october["date_of_first_delinquency"] == mmddyyyy(SEP - dt.timedelta(days=30))
+
+
+def test_a_new_delinquency_after_a_closed_record_starts_a_new_dofd(connection, tmp_path) -> None:
+    world = World()
+    world.account("A1", status="closed")
+    world.owes("A1", SEP, "100.00", 45)
+    world.paid("A1", dt.date(2026, 10, 3), "100.00")
+    world.built(OCT)
+    world.write(connection)
+    generate(connection, tmp_path, "2026-09")
+    assert bases(generate(connection, tmp_path, "2026-10").path)["A1"]["account_status"] == "13"
+    world.owes("A1", NOV, "80.00", 35)  # billed again, and late again
+    world.write(connection)
+    november = bases(generate(connection, tmp_path, "2026-11").path)["A1"]
+    assert november["account_status"] == "71"
+    assert november["date_of_first_delinquency"] == mmddyyyy(NOV - dt.timedelta(days=5))
+
+
+def test_bankruptcy_reports_the_petition_date_without_re_aging(connection, tmp_path) -> None:
+    world = World()
+    world.account("A1")  # late in September; current and in bankruptcy in October
+    world.owes("A1", SEP, "100.00", 45)
+    world.owes("A1", OCT, "100.00", 5)
+    world.flagged("A1", "bankruptcy", dt.date(2026, 10, 3))
+    world.account("A2")  # in bankruptcy while current in September; late in October
+    world.owes("A2", SEP, "100.00", 5)
+    world.owes("A2", OCT, "100.00", 45)
+    world.flagged("A2", "bankruptcy", dt.date(2026, 9, 3))
+    world.write(connection)
+    september = bases(generate(connection, tmp_path, "2026-09").path)
+    october = bases(generate(connection, tmp_path, "2026-10").path)  # not refused
+    assert september["A2"]["date_of_first_delinquency"] == "09032026"  # the petition
+    assert (october["A1"]["account_status"], october["A1"]["date_of_first_delinquency"]) == (
+        "11",
+        "10032026",
+    )
+    assert october["A1"]["consumer_information_indicator"] == "Z "
+    # the petition date is not a delinquency: October's DOFD is the real one
+    assert (october["A2"]["account_status"], october["A2"]["date_of_first_delinquency"]) == (
+        "71",
+        mmddyyyy(OCT - dt.timedelta(days=15)),
+    )
+
+
+def test_the_profile_uses_what_was_reported_for_a_month(connection, tmp_path) -> None:
+    world = World()
+    world.account("A1")  # placed in September (93, G) though 95 days late (3)
+    world.owes("A1", SEP, "400.00", 95)
+    world.placed("A1", dt.date(2026, 9, 20))
+    world.owes("A1", OCT, "400.00", 126)
+    world.write(connection)
+    assert bases(generate(connection, tmp_path, "2026-09").path)["A1"]["account_status"] == "93"
+    october = bases(generate(connection, tmp_path, "2026-10").path)["A1"]
+    # September as reported (G), not as the aging says (3); nothing built before: D, then B
+    # for the months before the account was opened (2025-01-15)
+    assert october["payment_history_profile"] == "G" + "D" * 20 + "B" * 3
+
+
+def test_third_party_reports_paid_as_62(connection, tmp_path) -> None:
+    world = World()
+    world.account("A1")
+    world.owes("A1", SEP, "100.00", 100)
+    world.contacted("A1", dt.datetime(2026, 9, 1, 15, tzinfo=dt.UTC))
+    world.paid("A1", dt.date(2026, 10, 7), "100.00")
+    world.built(OCT)
+    world.write(connection)
+    generate(connection, tmp_path, "2026-09", collector_type="third_party")
+    october = bases(generate(connection, tmp_path, "2026-10", collector_type="third_party").path)
+    record = october["A1"]
+    assert (record["account_status"], record["current_balance"]) == ("62", "000000000")
+    assert record["date_of_first_delinquency"] != "00000000"
+    assert split_fields(K1, record["appended"])["segment_identifier"] == "K1"
+
+
+def test_a_period_with_blanks_is_the_same_period(connection, tmp_path) -> None:
+    october_world().write(connection)
+    first = generate(connection, tmp_path, " 2026-10 ")
+    assert first.period == "2026-10" and first.path.parent.name == "2026-10"
+    again = generate(connection, tmp_path, "2026-10")
+    assert again.replaced
+    [(periods,)] = connection.execute(
+        "select count(distinct period) from ops.bureau_records"
+    ).fetchall()
+    assert periods == 1
+
+
+def test_a_failure_while_recording_publishes_nothing(connection, tmp_path, monkeypatch) -> None:
+    import flows.lib.bureau_file as bureau_file
+
+    october_world().write(connection)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(bureau_file, "_store", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        generate(connection, tmp_path, "2026-10")
+    folder = tmp_path / "out" / "credit_bureau" / "2026-10"
+    assert list(folder.iterdir()) == []  # no file, not even a pending one

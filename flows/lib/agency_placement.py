@@ -62,6 +62,7 @@ from typing import Literal
 import duckdb
 import pyarrow as pa
 
+from flows.lib.bureau_records import LATEST_DOFD_SQL, ensure_bureau_schema
 from flows.lib.config import AgencySettings, Settings
 from flows.lib.contact_data import MartsNotForDate
 from flows.lib.output_files import csv_bytes, write_atomically
@@ -170,6 +171,7 @@ def place_and_recall(
     """Recall the placements that must come back, place the accounts that are due, and write
     the day's placement and recall files; what was done."""
     _require_marts_for(connection, as_of)
+    ensure_bureau_schema(connection)  # placements carry the DOFD the bureaus hold
     agencies = {agency.id: agency for agency in settings.placement.agencies}
     root = settings.path("out") / "agencies"
     _stage_agencies(connection, settings.placement.agencies)
@@ -591,6 +593,8 @@ def _insert_placements(
                 where as_of_date = $as_of
             ),
 
+            reported as ({LATEST_DOFD_SQL}),
+
             itemization as (
                 select
                     account_id,
@@ -646,9 +650,12 @@ def _insert_placements(
                     itemization.payments_since,
                     itemization.credits_since,
                     itemization.itemization_date,
-                    -- the day after the oldest open item fell due. Issue #8 keeps a write-once
-                    -- date of first delinquency per account; this will read it then.
-                    aging.oldest_due_date + 1 as first_delinquency_date,
+                    -- the DOFD the credit bureaus hold (Metro 2: never re-aged); not reported
+                    -- yet: the day the oldest open item was 30 days past due, as the bureau
+                    -- file computes it
+                    coalesce(
+                        reported.date_of_first_delinquency, aging.oldest_due_date + 30
+                    ) as first_delinquency_date,
                     last_payments.last_payment_date,
                     stages.max_days_past_due as days_past_due,
                     chosen.commission_rate
@@ -659,6 +666,8 @@ def _insert_placements(
                     on chosen.account_id = aging.account_id
                 left join itemization
                     on chosen.account_id = itemization.account_id
+                left join reported
+                    on chosen.account_id = reported.account_id
                 left join last_payments
                     on chosen.account_id = last_payments.account_id
             ),
@@ -675,7 +684,12 @@ def _insert_placements(
             select * from keyed
             where placement_id not in (select placements.placement_id from ops.placements)
             """,
-            {"as_of": as_of, "root": str(root), "day": as_of.isoformat()},
+            {
+                "as_of": as_of,
+                "root": str(root),
+                "day": as_of.isoformat(),
+                "period": f"{as_of:%Y-%m}",
+            },
         )
     finally:
         connection.unregister("_chosen_arrow")

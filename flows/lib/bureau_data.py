@@ -16,13 +16,13 @@ docs/credit-bureau.md; in short:
   not yet contacted by letter or email at least `furnish_wait_days` before (Reg F 1006.30(a)).
 - **Account status**, first party: 11 current, 71/78/80/82/83/84 by days past due, 93 while
   placed with an agency or at the agency stage, 97 when written off (charged off); when the
-  balance reaches zero: 64 after a charge-off, 62 after collection, else 13; DF once for a
-  confirmed fraud. Third party (an agency's own tradeline, account type 48 with K1): 93 open,
-  62 paid, DF.
+  balance reaches zero: 64 after a charge-off, 62 after collection, 13 when closed in billing
+  or settled, else 11 (open, current at zero); DF once for a confirmed fraud. Third party
+  (an agency's own tradeline, account type 48 with K1): 93 open, 62 paid, DF.
 - **DOFD**: the first day the current delinquency was 30 days past due, from the aging history
   (each day's oldest open due date + 30, over the run of days at 30+ days past due that ends on
-  the DOAI); once reported it never changes (ops.bureau_records), until the account is
-  reported current again.
+  the DOAI); once a delinquent record reported it, it never changes (ops.bureau_records)
+  until a current or closing record ends the delinquency.
 - **Payment history profile**: the 24 months before the period, newest first: the status
   reported for that month if there was one, else B before the account was opened, L once
   written off, D for a month without a build, else the month's last aging row (0-6 by days
@@ -44,8 +44,17 @@ NOT_REPORTED_REASONS = (
     "not_contacted_yet",
 )
 TERMINAL_STATUSES = ("13", "62", "64", "DA", "DF")
+# an open delinquency: the next record keeps its DOFD (and closing it as 13, 62 or 64 does too)
+DELINQUENT_STATUSES = ("71", "78", "80", "82", "83", "84", "93", "97")
 # the reason text on a write_off or credit_note that makes it a settlement ("paid for less")
 SETTLEMENT_REASON_PATTERN = "%settle%"
+
+# every date the marts were built for: recorded builds, and the dates the aging history holds
+BUILD_DATES_SQL = """
+    select as_of_date from ops.builds
+    union
+    select distinct as_of_date from marts.fct_account_aging
+"""
 
 BUREAU_ROWS_SQL = """
 with
@@ -97,21 +106,37 @@ previous as (
     qualify row_number() over (partition by account_id order by period desc) = 1
 ),
 
+recovered as (
+    -- a charge-off reported paid (64) is over: only later write-offs charge off again
+    select account_id, max(date_of_account_information) as recovered_on
+    from ops.bureau_records
+    where account_status = '64' and period < (select period from params)
+    group by account_id
+),
+
 adjustments as (
     select
-        account_id,
+        adjustments.account_id,
         sum(amount) filter (
             where adjustment_kind = 'write_off'
             and coalesce(reason, '') not ilike $settlement_pattern
+            and effective_date > coalesce(recovered.recovered_on, date '0001-01-01')
         ) as charged_off,
+        min(effective_date) filter (
+            where adjustment_kind = 'write_off'
+            and coalesce(reason, '') not ilike $settlement_pattern
+            and effective_date > coalesce(recovered.recovered_on, date '0001-01-01')
+        ) as charged_off_on,
         sum(amount) filter (
             where adjustment_kind in ('write_off', 'credit_note')
             and reason ilike $settlement_pattern
             and effective_date >= (select period_start from params)
         ) as settled_this_period
-    from staging.stg_billing__adjustments
+    from staging.stg_billing__adjustments as adjustments
+    left join recovered
+        on adjustments.account_id = recovered.account_id
     where effective_date <= (select doai from params)
-    group by account_id
+    group by adjustments.account_id
 ),
 
 billing_payments as (
@@ -149,20 +174,32 @@ payments as (
     group by account_id
 ),
 
-flags as (
-    select
-        accounts.account_id,
-        bool_or(flags.flag = 'bankruptcy') as is_bankrupt,
-        min(flags.start_date) filter (where flags.flag = 'bankruptcy') as bankruptcy_date,
-        bool_or(flags.flag = 'deceased') as is_deceased,
-        bool_or(flags.flag = 'fraud') as is_fraud
+account_flags as (
+    -- a flag names one account, or (account_id null) every account of the customer
+    select flags.account_id, flags.flag, flags.start_date
+    from staging.stg_billing__account_flags as flags
+    where flags.account_id is not null
+        and flags.start_date <= (select doai from params)
+        and (flags.end_date is null or flags.end_date > (select doai from params))
+    union all
+    select accounts.account_id, flags.flag, flags.start_date
     from staging.stg_billing__account_flags as flags
     inner join accounts
-        on flags.account_id = accounts.account_id
-        or (flags.account_id is null and flags.customer_id = accounts.customer_id)
-    where flags.start_date <= (select doai from params)
+        on flags.customer_id = accounts.customer_id
+    where flags.account_id is null
+        and flags.start_date <= (select doai from params)
         and (flags.end_date is null or flags.end_date > (select doai from params))
-    group by accounts.account_id
+),
+
+flags as (
+    select
+        account_id,
+        bool_or(flag = 'bankruptcy') as is_bankrupt,
+        min(start_date) filter (where flag = 'bankruptcy') as bankruptcy_date,
+        bool_or(flag = 'deceased') as is_deceased,
+        bool_or(flag = 'fraud') as is_fraud
+    from account_flags
+    group by account_id
 ),
 
 disputes as (
@@ -171,9 +208,10 @@ disputes as (
         bool_or(
             resolved_date is null or resolved_date > (select doai from params)
         ) as has_open_dispute,
-        arg_max(dispute_status, resolved_date) filter (
-            where resolved_date <= (select doai from params)
-        ) as last_resolution
+        -- a rejected dispute (the finding went against the consumer) outweighs an upheld one
+        bool_or(
+            dispute_status = 'rejected' and resolved_date <= (select doai from params)
+        ) as has_rejected_resolution
     from marts.fct_disputes
     where opened_date <= (select doai from params)
     group by account_id
@@ -194,8 +232,10 @@ history as (
 ),
 
 builds as (
+    -- a built day without an account's row (it owed nothing) breaks its run of late days
     select as_of_date, row_number() over (order by as_of_date) as build_no
-    from (select distinct as_of_date from history)
+    from ({build_dates})
+    where as_of_date <= (select doai from params)
 ),
 
 late_days as (
@@ -257,7 +297,7 @@ contacted as (
     where channel in ('email', 'letter')
         and is_contacted
         and sent_at is not null
-        and cast(sent_at as date)
+        and cast(timezone($timezone, sent_at) as date)
         <= (select doai from params) - (select wait_days from params)
         and bounced_at is null
         and dropped_at is null
@@ -269,11 +309,13 @@ facts as (
         accounts.*,
         aging.total_open,
         aging.current as current_amount,
+        aging.dpd_1_30,
         aging.credit_balance,
         aging.max_days_past_due,
         aging.stage,
         aging.oldest_due_date,
         coalesce(adjustments.charged_off, 0) as charged_off,
+        adjustments.charged_off_on,
         coalesce(adjustments.settled_this_period, 0) > 0 as is_settled,
         payments.last_payment_date,
         coalesce(payments.paid_this_period, 0) as paid_this_period,
@@ -282,7 +324,7 @@ facts as (
         coalesce(flags.is_deceased, false) as is_deceased,
         coalesce(flags.is_fraud, false) as is_fraud,
         coalesce(disputes.has_open_dispute, false) as has_open_dispute,
-        disputes.last_resolution,
+        disputes.has_rejected_resolution,
         coalesce(placed.is_placed, false) as is_placed,
         episodes.current_episode_dofd,
         episodes.latest_episode_dofd,
@@ -291,7 +333,12 @@ facts as (
         coalesce(contacted.is_contacted, false) as is_contacted,
         previous.period as previous_period,
         previous.account_status as previous_status,
-        previous.date_of_first_delinquency as previous_dofd,
+        -- the DOFD goes on only while the delinquency does: after a current (11) or a closing
+        -- record (13, 62, 64) a new delinquency starts a new one
+        case
+            when previous.account_status in {delinquent}
+                then previous.date_of_first_delinquency
+        end as previous_dofd,
         previous.compliance_condition_code as previous_ccc,
         previous.highest_credit as previous_highest_credit,
         previous.identification_number as previous_identification_number,
@@ -342,9 +389,11 @@ statused as (
                 case when balance > 0 then '93' else '62' end
             when balance = 0 then
                 case
-                    when charged_off > 0 or previous_status in ('97', '64') then '64'
+                    when charged_off > 0 or previous_status = '97' then '64'
                     when previous_status = '93' or is_placed then '62'
-                    else '13'
+                    -- paid up but still open: current, at zero; closed: 13
+                    when billing_status = 'closed' or is_settled then '13'
+                    else '11'
                 end
             when charged_off > 0 then '97'
             when is_placed or stage in ('agency_placement', 'write_off_recommendation') then '93'
@@ -406,8 +455,10 @@ dated as (
                     current_episode_dofd,
                     latest_episode_dofd,
                     oldest_due_date + 30,
+                    charged_off_on,
                     (select doai from params)
                 ),
+                coalesce(charged_off_on, (select doai from params)),
                 (select doai from params)
             )
         end as date_of_first_delinquency
@@ -434,7 +485,20 @@ select
     case
         when account_status in ('11', '13', '62', '64', 'DF') then 0
         when account_status = '97' then balance
-        else greatest(coalesce(total_open, 0) - coalesce(current_amount, 0), 0)
+        -- what is 30 or more days past due; at exactly 30 days everything past due
+        else least(
+            greatest(
+                case
+                    when coalesce(total_open, 0) - coalesce(current_amount, 0)
+                        - coalesce(dpd_1_30, 0) > 0
+                        then coalesce(total_open, 0) - coalesce(current_amount, 0)
+                        - coalesce(dpd_1_30, 0)
+                    else coalesce(total_open, 0) - coalesce(current_amount, 0)
+                end,
+                0
+            ),
+            balance
+        )
     end as amount_past_due,
     case when account_status in ('64', '97') then charged_off else 0 end as charge_off_amount,
     greatest(
@@ -451,7 +515,7 @@ select
     end as special_comment,
     case
         when has_open_dispute then 'XB'
-        when previous_ccc = 'XB' and last_resolution = 'rejected' then 'XC'
+        when previous_ccc = 'XB' and has_rejected_resolution then 'XC'
         when previous_ccc = 'XB' then 'XH'
     end as compliance_condition_code,
     case when is_bankrupt then 'Z' end as consumer_information_indicator,
@@ -478,10 +542,15 @@ def bureau_rows(
     doai: dt.date,
     third_party: bool,
     wait_days: int,
+    timezone: str,
 ) -> list[dict[str, Any]]:
     """Every account with something to report for `period` (or held from it, `held_reason`),
     ordered by account id. Identity checks that need Python (name, SSN) come later."""
-    sql = BUREAU_ROWS_SQL.replace("{terminal}", repr(TERMINAL_STATUSES))
+    sql = (
+        BUREAU_ROWS_SQL.replace("{terminal}", repr(TERMINAL_STATUSES))
+        .replace("{delinquent}", repr(DELINQUENT_STATUSES))
+        .replace("{build_dates}", BUILD_DATES_SQL)
+    )
     cursor = connection.execute(
         sql,
         {
@@ -490,6 +559,7 @@ def bureau_rows(
             "doai": doai,
             "third_party": third_party,
             "wait_days": wait_days,
+            "timezone": timezone,
             "settlement_pattern": SETTLEMENT_REASON_PATTERN,
         },
     )
@@ -502,7 +572,7 @@ def payment_history_rows(
 ) -> dict[str, str]:
     """The 24-character payment history profile of each account (reference §4.3)."""
     rows = connection.execute(
-        PAYMENT_HISTORY_SQL,
+        PAYMENT_HISTORY_SQL.replace("{build_dates}", BUILD_DATES_SQL),
         {
             "period_start": period_start,
             "accounts": account_ids,
@@ -531,7 +601,7 @@ months as (
 month_builds as (
     select months.months_back, max(aging.as_of_date) as last_build
     from months
-    inner join (select distinct as_of_date from marts.fct_account_aging) as aging
+    inner join ({build_dates}) as aging
         on aging.as_of_date between months.month_start and months.month_end
     group by months.months_back
 ),

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import os
 import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -31,7 +32,12 @@ import duckdb
 import pyarrow as pa
 from nameparser import HumanName
 
-from flows.lib.bureau_data import bureau_rows, payment_history_rows
+from flows.lib.bureau_data import BUILD_DATES_SQL, bureau_rows, payment_history_rows
+from flows.lib.bureau_records import (
+    LATEST_DOFD_SQL,
+    RECORD_COLUMNS,
+    ensure_bureau_schema,
+)
 from flows.lib.config import Settings
 from flows.lib.metro2_layout import (
     BASE,
@@ -46,8 +52,9 @@ from flows.lib.metro2_layout import (
 )
 from flows.lib.metro2_validate import STATES, check_file
 from flows.lib.monthly_report import parse_month
-from flows.lib.output_files import csv_bytes, write_atomically
+from flows.lib.output_files import csv_bytes, fsync_folder, write_atomically
 
+NOT_REPORTED_FILE = "not_reported.csv"
 MAX_AMOUNT = 999_999_999  # nine digits: larger amounts are capped (reference §2)
 GENERATIONS = {
     "JR": "J", "SR": "S", "II": "2", "III": "3", "IV": "4", "V": "5",
@@ -55,56 +62,6 @@ GENERATIONS = {
 }  # fmt: skip
 NAME_CHARACTERS = re.compile(r"[^A-Z \-]")
 TERMS = {"O": "001", "R": "REV", "C": "LOC"}
-
-BUREAU_DDL = """
-create schema if not exists ops;
-create table if not exists ops.bureau_records (
-    period VARCHAR NOT NULL,
-    account_id VARCHAR NOT NULL,
-    customer_id VARCHAR NOT NULL,
-    identification_number VARCHAR NOT NULL,
-    account_status VARCHAR NOT NULL,
-    payment_rating VARCHAR,
-    payment_history_profile VARCHAR NOT NULL,
-    special_comment VARCHAR,
-    compliance_condition_code VARCHAR,
-    consumer_information_indicator VARCHAR,
-    ecoa_code VARCHAR NOT NULL,
-    current_balance BIGINT NOT NULL,
-    amount_past_due BIGINT NOT NULL,
-    highest_credit BIGINT NOT NULL,
-    original_charge_off_amount BIGINT NOT NULL,
-    date_of_first_delinquency DATE,
-    date_of_account_information DATE NOT NULL,
-    date_closed DATE,
-    date_of_last_payment DATE,
-    file_sha256 VARCHAR NOT NULL,
-    generated_at TIMESTAMPTZ NOT NULL,
-    PRIMARY KEY (period, account_id)
-);
-create table if not exists ops.bureau_not_reported (
-    period VARCHAR NOT NULL,
-    account_id VARCHAR NOT NULL,
-    reason VARCHAR NOT NULL,
-    PRIMARY KEY (period, account_id)
-);
-create table if not exists ops.bureau_files (
-    period VARCHAR NOT NULL PRIMARY KEY,
-    date_of_account_information DATE NOT NULL,
-    path VARCHAR NOT NULL,
-    file_sha256 VARCHAR NOT NULL,
-    base_records BIGINT NOT NULL,
-    generated_at TIMESTAMPTZ NOT NULL
-);
-"""
-RECORD_COLUMNS = (
-    "period", "account_id", "customer_id", "identification_number", "account_status",
-    "payment_rating", "payment_history_profile", "special_comment",
-    "compliance_condition_code", "consumer_information_indicator", "ecoa_code",
-    "current_balance", "amount_past_due", "highest_credit", "original_charge_off_amount",
-    "date_of_first_delinquency", "date_of_account_information", "date_closed",
-    "date_of_last_payment", "file_sha256", "generated_at",
-)  # fmt: skip
 
 
 class BureauError(RuntimeError):
@@ -123,6 +80,7 @@ class BureauOutcome:
     not_reported: dict[str, int] = field(default_factory=dict)
     id_changes: int = 0
     replaced: bool = False  # the period had been generated before
+    previous_sha256: str | None = None  # the file it replaced
 
     @property
     def records(self) -> int:
@@ -131,19 +89,17 @@ class BureauOutcome:
     def __str__(self) -> str:
         statuses = ", ".join(f"{code} {n:,}" for code, n in sorted(self.by_status.items()))
         held = ", ".join(f"{reason} {n:,}" for reason, n in sorted(self.not_reported.items()))
-        again = " (generated again: same data, same bytes)" if self.replaced else ""
+        again = ""
+        if self.replaced:
+            same = self.previous_sha256 == self.file_sha256
+            again = " (generated again: " + (
+                "the same bytes as before)" if same else "it replaces the earlier file)"
+            )
         return (
             f"Metro 2 file for {self.period}{again}: {self.records:,} accounts as of "
             f"{self.date_of_account_information} ({statuses or 'none'}); not reported: "
             f"{held or 'none'}; written to {self.path} (sha256 {self.file_sha256[:12]})"
         )
-
-
-def ensure_bureau_schema(connection: duckdb.DuckDBPyConnection) -> None:
-    connection.execute(BUREAU_DDL)
-    from flows.lib.placements import ensure_agency_schema
-
-    ensure_agency_schema(connection)  # the status reads placements
 
 
 def generate_bureau_file(
@@ -158,13 +114,14 @@ def generate_bureau_file(
     BureauError when the period cannot be reported, Metro2Invalid when the file breaks a
     Metro 2 rule (the message names record and field)."""
     period_start, period_end = parse_month(period)
+    period = f"{period_start:%Y-%m}"  # " 2026-11" and "2026-11" are one period
     if period_end >= today:
         raise BureauError(
             f"{period} is not over yet (it ends {period_end}); report a period after its last "
             "day. Nothing was written."
         )
-    doai = _date_of_account_information(connection, period_start, period_end)
     ensure_bureau_schema(connection)
+    doai = _date_of_account_information(connection, period_start, period_end)
     third_party = settings.collector_type == "third_party"
     rows = bureau_rows(
         connection,
@@ -173,6 +130,7 @@ def generate_bureau_file(
         doai=doai,
         third_party=third_party,
         wait_days=settings.bureau.furnish_wait_days,
+        timezone=settings.company.timezone,
     )
     ssns = _restricted_ssns(connection, sorted({row["customer_id"] for row in rows}))
     not_reported: dict[str, str] = {}
@@ -200,10 +158,20 @@ def generate_bureau_file(
     folder = settings.path("out") / "credit_bureau" / period
     path = folder / f"metro2_{period_start:%Y%m}.txt"
     generated_at = now or dt.datetime.now(dt.UTC)
-    replaced = _store(
-        connection, period, doai, path, digest, stored, not_reported, generated_at,
-        lambda: _publish(folder, path, data, not_reported),
-    )  # fmt: skip
+    # the files are written under pending names, the records committed, then the files
+    # renamed into place: a failure before the commit publishes nothing and records nothing
+    pending = _stage(folder, {path.name: data, NOT_REPORTED_FILE: _not_reported_csv(not_reported)})
+    try:
+        previous_sha256 = _store(
+            connection, period, doai, path, digest, stored, not_reported, generated_at
+        )
+    except BaseException:
+        for staged in pending.values():
+            staged.unlink(missing_ok=True)
+        raise
+    for name, staged in pending.items():
+        os.replace(staged, folder / name)
+    fsync_folder(folder)
     return BureauOutcome(
         period=period,
         date_of_account_information=doai,
@@ -212,7 +180,8 @@ def generate_bureau_file(
         by_status=dict(Counter(record["account_status"] for record in stored)),
         not_reported=dict(Counter(not_reported.values())),
         id_changes=counts["total_change_segments"],
-        replaced=replaced,
+        replaced=previous_sha256 is not None,
+        previous_sha256=previous_sha256,
     )
 
 
@@ -225,7 +194,7 @@ def _date_of_account_information(
     """The last date in the period the marts were built for: the file's as-of date."""
     try:
         [(doai,)] = connection.execute(
-            "select max(as_of_date) from marts.fct_account_aging where as_of_date between ? and ?",
+            f"select max(as_of_date) from ({BUILD_DATES_SQL}) where as_of_date between ? and ?",
             [period_start, period_end],
         ).fetchall()
     except duckdb.CatalogException:
@@ -254,15 +223,7 @@ def _restricted_ssns(
 
 def _previous_dofd(connection: duckdb.DuckDBPyConnection, period: str) -> dict[str, dt.date]:
     """The DOFD the bureaus hold per account: the latest earlier record's, when it had one."""
-    rows = connection.execute(
-        """
-        select account_id, date_of_first_delinquency
-        from ops.bureau_records
-        where period < ?
-        qualify row_number() over (partition by account_id order by period desc) = 1
-        """,
-        [period],
-    ).fetchall()
+    rows = connection.execute(LATEST_DOFD_SQL, {"period": period}).fetchall()
     return {account: dofd for account, dofd in rows if dofd is not None}
 
 
@@ -277,7 +238,10 @@ def _valid_ssn(ssn: str) -> bool:
 
 def _identity(row: Mapping[str, Any], ssn: str | None) -> dict[str, Any] | str:
     """The consumer fields of the base segment, or why the account cannot be reported."""
-    if ssn is None and row["date_of_birth"] is None:
+    born = row["date_of_birth"]
+    if born is not None and not (dt.date(1900, 1, 1) <= born <= row["opened_date"]):
+        born = None  # a date of birth after the account was opened is not one to report
+    if ssn is None and born is None:
         return "no_ssn_or_date_of_birth"
     name = HumanName(str(row["full_name"] or ""))
     surname = _name_part(name.last)
@@ -300,7 +264,7 @@ def _identity(row: Mapping[str, Any], ssn: str | None) -> dict[str, Any] | str:
         "middle_name": _name_part(name.middle),
         "generation_code": GENERATIONS.get(suffix.split(" ")[0] if suffix else ""),
         "social_security_number": int(re.sub(r"\D", "", ssn)) if ssn else None,
-        "date_of_birth": row["date_of_birth"],
+        "date_of_birth": born,
         "telephone_number": int(phone) if len(phone) == 10 else None,
         "country_code": "US",
         "first_line_of_address": line1,
@@ -473,13 +437,16 @@ def _money(amount: object) -> int:
 # --- publishing -----------------------------------------------------------------------------
 
 
-def _publish(folder: Path, path: Path, data: bytes, not_reported: Mapping[str, str]) -> None:
+def _stage(folder: Path, files: Mapping[str, bytes]) -> dict[str, Path]:
+    """Each file written in full (owner-only) under a pending name in `folder`."""
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    write_atomically(path, data)
-    write_atomically(
-        folder / "not_reported.csv",
-        csv_bytes(("account_id", "reason"), sorted(not_reported.items())),
-    )
+    return {
+        name: write_atomically(folder / f".{name}.pending", data) for name, data in files.items()
+    }
+
+
+def _not_reported_csv(not_reported: Mapping[str, str]) -> bytes:
+    return csv_bytes(("account_id", "reason"), sorted(not_reported.items()))
 
 
 def _store(
@@ -491,14 +458,12 @@ def _store(
     stored: Sequence[Mapping[str, Any]],
     not_reported: Mapping[str, str],
     generated_at: dt.datetime,
-    publish: Any,
-) -> bool:
-    """Replace the period's records and publish the file in one transaction: a failure in
-    either leaves the previous state."""
+) -> str | None:
+    """Replace the period's records in one transaction; the sha256 of the file it replaces."""
     connection.execute("begin transaction")
     try:
-        [(before,)] = connection.execute(
-            "select count(*) from ops.bureau_files where period = ?", [period]
+        before = connection.execute(
+            "select file_sha256 from ops.bureau_files where period = ?", [period]
         ).fetchall()
         for table in ("bureau_records", "bureau_not_reported", "bureau_files"):
             connection.execute(f"delete from ops.{table} where period = ?", [period])
@@ -524,9 +489,8 @@ def _store(
             "insert into ops.bureau_files values (?, ?, ?, ?, ?, ?)",
             [period, doai, str(path), digest, len(stored), generated_at],
         )
-        publish()
         connection.execute("commit")
     except BaseException:
         connection.execute("rollback")
         raise
-    return bool(before)
+    return before[0][0] if before else None

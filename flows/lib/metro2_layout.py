@@ -252,10 +252,11 @@ APPENDED_ORDER = ("J1", "J2", "K1", "K2", "L1")
 
 
 def fold_text(value: object) -> str:
-    """Upper case ASCII in Metro 2's character set: accents folded, anything else dropped."""
+    """Upper case ASCII in Metro 2's character set: accents folded, anything else dropped, and
+    no braces (moov-io/metro2 reads a file with a `{` near its start as JSON)."""
     text = unicodedata.normalize("NFKD", str(value))
     text = "".join(char for char in text if not unicodedata.combining(char)).upper()
-    return ALLOWED_TEXT.sub("", text)
+    return ALLOWED_TEXT.sub("", text).replace("{", "").replace("}", "")
 
 
 def whole_dollars(amount: Decimal | int | None) -> int:

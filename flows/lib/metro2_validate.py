@@ -836,7 +836,8 @@ class _Validator:
             )
             flag("base", "date_of_first_delinquency", message)
         previous = None if self.account is None else self.previous_dofd.get(self.account)
-        if dofd is not None and previous is not None and previous != dofd:
+        # status 11 carries a bankruptcy petition date there, not a delinquency
+        if status != "11" and dofd is not None and previous is not None and previous != dofd:
             message = (
                 f"{dofd_text} differs from {previous:%m%d%Y}, the DOFD last reported for this "
                 "account: it must never change (re-aging)"
@@ -902,8 +903,9 @@ def validate_file(
 ) -> list[Problem]:
     """Every problem found (empty list = valid), in record order; at most `MAX_PROBLEMS`, the last
     then saying the check stopped. `today` bounds dates (nothing after it). `previous_dofd`: the
-    date of first delinquency last reported per consumer account number; a record reporting a
-    different non-zero DOFD for that account is a problem (DOFD must never change: re-aging)."""
+    date of first delinquency last reported per consumer account number, for the accounts whose
+    delinquency goes on; a delinquent record reporting a different DOFD for that account is a
+    problem (DOFD must never change: re-aging)."""
     validator = _Validator(today, previous_dofd)
     try:
         validator.run(data)

@@ -41,11 +41,11 @@ def write_atomically(path: Path, data: bytes, *, mode: int = FILE_MODE) -> Path:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
-    _fsync_folder(path.parent)
+    fsync_folder(path.parent)
     return path
 
 
-def _fsync_folder(folder: Path) -> None:
+def fsync_folder(folder: Path) -> None:
     """Make the rename itself durable (POSIX); a no-op where folders cannot be opened."""
     try:
         descriptor = os.open(folder, os.O_RDONLY)

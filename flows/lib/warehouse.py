@@ -10,6 +10,7 @@ from pathlib import Path
 
 import duckdb
 
+from flows.lib.bureau_records import ensure_bureau_schema
 from flows.lib.contract import ENTITIES, STORAGE_TYPE, Entity
 from flows.lib.ledger import ensure_ops_schema
 from flows.lib.placements import ensure_agency_schema
@@ -46,6 +47,7 @@ def open_warehouse(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyCon
         ensure_raw_schema(connection)
         ensure_ops_schema(connection)  # the action ledger: dbt's contact marts read it
         ensure_agency_schema(connection)  # placements and remittances: dbt reads them too
+        ensure_bureau_schema(connection)  # what the bureaus hold: placements carry its DOFD
     return connection
 
 
