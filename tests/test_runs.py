@@ -123,7 +123,7 @@ def test_the_dry_run_diff_compares_with_every_run_of_the_last_day_that_planned(w
 def test_status_reports_the_latest_build_not_the_latest_date(warehouse) -> None:
     from flows.lib.gates import latest_build
 
-    warehouse.execute("create table ops.builds (as_of_date DATE, built_at TIMESTAMPTZ)")
+    warehouse.execute("delete from ops.builds")  # the warehouse creates the table, empty
     warehouse.execute(
         "insert into ops.builds values ('2026-12-03', '2026-12-01 10:00+00'), "
         "('2026-12-02', '2026-12-01 11:00+00')"
