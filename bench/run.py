@@ -1,5 +1,5 @@
-"""`make bench`: time demo generation, ingest, dbt, the gates and the contact steps at several
-sizes; write a JSON of timings.
+"""`make bench`: time demo generation, ingest, dbt, the gates, the contact steps and the
+monthly Metro 2 file at several sizes; write a JSON of timings.
 
 Sizes come from BENCH_SIZES (accounts, comma-separated; default 10000,100000). Each size also
 times a plain-DuckDB reference (typed CSV load of the same files, no checks), so results read
@@ -25,6 +25,7 @@ from pathlib import Path
 
 import duckdb
 
+from flows.lib.bureau_file import generate_bureau_file
 from flows.lib.config import load_settings
 from flows.lib.contract import ENTITIES, STORAGE_TYPE
 from flows.lib.dbt_build import build_warehouse
@@ -127,6 +128,7 @@ def bench_size(accounts: int, work: Path) -> dict[str, object]:
     run_gate(connection, "gate_warehouse", AS_OF, run_id="bench", freshness_days=7)
     gate_warehouse_s = time.perf_counter() - started
     contact = bench_contacts(connection, work, accounts)
+    bureau = bench_bureau(connection, work, accounts)
     connection.close()
 
     reference_s = plain_duckdb_load(folder, work / f"plain-{accounts}.duckdb")
@@ -149,6 +151,7 @@ def bench_size(accounts: int, work: Path) -> dict[str, object]:
             (gate_raw_s + gate_warehouse_s) / (ingest_s + dbt_s + gate_raw_s + gate_warehouse_s), 3
         ),
         **contact,
+        **bureau,
         "rows_quarantined": outcome.rows_quarantined,
         "peak_rss_mib_so_far": round(peak_rss_mib(), 1),
     }
@@ -195,6 +198,25 @@ def bench_contacts(
         "emails_per_s": int(emails.total("sent") / emails_s) if emails_s else 0,
         "letters_printed": printed,
         "letter_ms": round(1000 * letters_s / printed, 1) if printed else None,
+    }
+
+
+def bench_bureau(
+    connection: duckdb.DuckDBPyConnection, work: Path, accounts: int
+) -> dict[str, object]:
+    """The month's Metro 2 file: decide, render, validate, publish and record."""
+    settings = load_settings({"RECOUP_HOME": str(work / f"home-{accounts}")})
+    started = time.perf_counter()
+    outcome = generate_bureau_file(
+        connection, settings, f"{AS_OF:%Y-%m}", today=AS_OF.replace(day=1) + dt.timedelta(days=40)
+    )
+    bureau_s = time.perf_counter() - started
+    return {
+        "bureau_s": round(bureau_s, 3),
+        "bureau_records": outcome.records,
+        "bureau_us_per_record": round(1e6 * bureau_s / outcome.records, 1)
+        if outcome.records
+        else None,
     }
 
 

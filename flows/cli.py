@@ -227,7 +227,7 @@ def run(
         list[str] | None,
         typer.Option(
             help="Only these steps (repeat the option): ingest, gates, build, events, contact, "
-            "report. `--only gates` checks the warehouse as it is."
+            "agencies, servicing, report. `--only gates` checks the warehouse as it is."
         ),
     ] = None,
     skip: Annotated[

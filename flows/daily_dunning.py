@@ -55,6 +55,7 @@ from flows.lib.runs import (
     run_to_resume,
     select_steps,
 )
+from flows.lib.servicing import ServicingOutcome
 from flows.lib.warehouse import WarehouseBusy, open_warehouse
 from flows.tasks.agencies import place_with_agencies
 from flows.tasks.build import build_marts
@@ -69,8 +70,9 @@ from flows.tasks.events import import_email_events
 from flows.tasks.gates import check_marts, check_raw_batch
 from flows.tasks.load import load_batches
 from flows.tasks.report import write_the_run_report
+from flows.tasks.servicing import servicing_queues
 
-NOT_BUILT_YET = ("refund queue",)  # the credit-bureau file is monthly: flows/monthly_bureau.py
+NOT_BUILT_YET = ("skip tracing",)  # the credit-bureau file is monthly: flows/monthly_bureau.py
 logger = logging.getLogger(__name__)
 
 
@@ -88,6 +90,7 @@ class RunSummary:
     rechecked: dict[str, int] = field(default_factory=dict)
     contacts: list[ChannelOutcome] = field(default_factory=list)
     placements: PlacementOutcome | None = None
+    servicing: ServicingOutcome | None = None
     diff: dict[str, object] | None = None
     record: RunRecord | None = None
     files: list[str] = field(default_factory=list)
@@ -226,7 +229,12 @@ def _run_steps(
         connection.close()  # dbt opens the file itself: one writer at a time
     if record.runs("build"):
         with record.step("build"):
-            run.marts = build_marts(settings.warehouse_path, settings.path("state"), run.as_of)
+            run.marts = build_marts(
+                settings.warehouse_path,
+                settings.path("state"),
+                run.as_of,
+                settings.servicing.dbt_vars(),
+            )
     connection = open_warehouse(settings.warehouse_path)
     try:
         if run.marts is not None:
@@ -255,7 +263,7 @@ def _run_steps(
             if run.dry_run:
                 _write_dry_run(run, settings, connection)
         if not acting:  # a dry run sends nothing and places nothing
-            for step in ("recheck", "email", "letters", "queue", "agencies"):
+            for step in ("recheck", "email", "letters", "queue", "agencies", "servicing"):
                 record.skip(step)
             return
         if record.runs("recheck"):
@@ -277,8 +285,22 @@ def _run_steps(
                     connection, settings, run.as_of, run.run_id, scope
                 )
                 run.files += [str(path) for path in run.placements.files]
+        if record.runs("servicing"):
+            with record.step("servicing"):
+                run.servicing = servicing_queues(connection, settings, run.as_of)
+                run.files += run.servicing.files
     finally:
         connection.close()
+
+
+def _servicing_summary(outcome: ServicingOutcome | None) -> dict[str, object] | None:
+    if outcome is None:
+        return None
+    return {
+        "refunds": outcome.refunds,
+        "refund_amounts": {c: str(a) for c, a in sorted(outcome.refund_amounts.items())},
+        "discrepancies": dict(sorted(outcome.discrepancies.items())),
+    }
 
 
 def _write_dry_run(run: RunSummary, settings: Settings, connection) -> None:
@@ -402,6 +424,7 @@ def summary_of(run: RunSummary) -> dict[str, object]:
         "contacts": contacts,
         "rechecked": run.rechecked,
         "placements": asdict(run.placements) if run.placements is not None else None,
+        "servicing": _servicing_summary(run.servicing),
         "diff": run.diff,
         "files": run.files,
         "not_built_yet": list(run.not_built_yet),

@@ -53,7 +53,17 @@ def test_the_daily_run_loads_the_inbox_once_and_names_the_steps_not_built(
     assert [batch.batch_id for batch in first.batches] == [1, 2]  # oldest folder first
     again = daily_dunning(as_of=dt.date(2026, 11, 21))
     assert [batch.changed for batch in again.batches] == [False, False]
-    assert "refund queue" in again.not_built_yet
+    assert "skip tracing" in again.not_built_yet
+    # the servicing queues are written for the date, whole, by every run
+    folder = recoup_home / "out" / "servicing" / "2026-11-21"
+    refunds = (folder / "refund_queue.csv").read_text(encoding="utf-8").splitlines()
+    assert refunds[0].startswith("refund_key,account_id,customer_id,currency,amount,method")
+    assert (
+        (folder / "discrepancies.csv")
+        .read_text(encoding="utf-8")
+        .startswith("discrepancy_key,reason,account_id")
+    )
+    assert again.servicing is not None and again.servicing.refunds == len(refunds) - 1
     connection = open_warehouse(recoup_home / "warehouse" / "recoup.duckdb", read_only=True)
     assert connection.execute("select amount::VARCHAR from raw.invoices_latest").fetchall() == [
         ("99.00",)

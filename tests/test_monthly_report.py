@@ -19,6 +19,7 @@ from flows.lib.monthly_report import (
     build_monthly_report,
     monthly_report_markdown,
     monthly_report_pdf,
+    monthly_report_sections,
     parse_month,
     previous_month,
     render_monthly_report_html,
@@ -40,6 +41,7 @@ SECTION_TITLES = (
     "Payment plans and promises",
     "Collections by channel",
     "Agency performance",
+    "Refunds and payment discrepancies",
 )
 BUCKETS = (
     "current",
@@ -252,7 +254,15 @@ def test_the_month_and_the_previous_month() -> None:
 
 def test_an_empty_warehouse_gives_a_report_that_says_so(empty: duckdb.DuckDBPyConnection) -> None:
     report = build_monthly_report(empty, MONTH)
-    for key in ("aging_trend", "roll_rates", "kpis", "disputes", "collections", "agency"):
+    for key in (
+        "aging_trend",
+        "roll_rates",
+        "kpis",
+        "disputes",
+        "collections",
+        "agency",
+        "servicing",
+    ):
         assert report[key]["available"] is False
         assert report[key]["note"]
     html = render_monthly_report_html(report)
@@ -260,7 +270,7 @@ def test_an_empty_warehouse_gives_a_report_that_says_so(empty: duckdb.DuckDBPyCo
     text = pdf_text(monthly_report_pdf(report))
     for title in SECTION_TITLES:
         assert title in html and title in text
-    assert "issue #7" in text  # agency performance: which issue brings it
+    assert "marts.fct_agency_performance" in text  # agency performance: what it needs
 
 
 def test_the_aging_trend_keeps_each_currency_and_run_date_apart(
@@ -365,3 +375,51 @@ def test_the_flow_writes_the_month_and_refuses_a_bad_one(prefect_api, recoup_hom
     assert all(path.is_file() for path in paths)
     with pytest.raises(ValueError, match="is not a month"):
         monthly_report(month="2026-13")
+
+
+def test_agency_performance_shows_each_cohort_up_to_the_month_end(
+    full: duckdb.DuckDBPyConnection,
+) -> None:
+    types = {
+        "agency_id": "VARCHAR", "placement_month": "VARCHAR", "currency": "VARCHAR",
+        "as_of_date": "DATE", "accounts_placed": "BIGINT", "placed_balance": "DECIMAL(18,2)",
+        "collected_amount": "DECIMAL(18,2)", "commission_amount": "DECIMAL(18,2)",
+        "net_recovered": "DECIMAL(18,2)", "net_recovery_rate": "DOUBLE",
+        "accounts_recalled": "BIGINT",
+    }  # fmt: skip
+    cohort = {"currency": "USD", "as_of_date": RUN_2, "accounts_recalled": 1}
+    a_table(full, "marts.fct_agency_performance", types, [
+        {**cohort, "agency_id": "summit", "placement_month": "2026-10", "accounts_placed": 4,
+         "placed_balance": "2000.00", "collected_amount": "500.00", "commission_amount": "140.00",
+         "net_recovered": "360.00", "net_recovery_rate": 0.18},
+        {**cohort, "agency_id": "summit", "placement_month": "2026-12", "accounts_placed": 1,
+         "placed_balance": "10.00", "collected_amount": "0", "commission_amount": "0",
+         "net_recovered": "0", "net_recovery_rate": 0.0},  # after the month: not shown
+    ])  # fmt: skip
+    report = build_monthly_report(full, MONTH)
+    assert report["agency"]["available"] is True
+    assert [row["placement_month"] for row in report["agency"]["rows"]] == ["2026-10"]
+    [section] = [s for s in monthly_report_sections(report) if s["key"] == "agency"]
+    assert section["tables"][0]["rows"] == [
+        ["summit", "2026-10", "USD", "4", "2,000.00", "500.00", "140.00", "18.0 %", "1"]
+    ]
+
+
+def test_the_servicing_queues_of_the_latest_run_in_the_month(
+    full: duckdb.DuckDBPyConnection,
+) -> None:
+    a_table(full, "marts.fct_refund_queue", {"currency": "VARCHAR", "amount": "DECIMAL(18,2)"}, [
+        {"currency": "USD", "amount": "10.00"}, {"currency": "USD", "amount": "2.50"},
+    ])  # fmt: skip
+    a_table(full, "marts.fct_payment_discrepancies", {"reason": "VARCHAR", "age_days": "INTEGER"}, [
+        {"reason": "suspected_duplicate_payment", "age_days": 3},
+        {"reason": "suspected_duplicate_payment", "age_days": 9},
+    ])  # fmt: skip
+    report = build_monthly_report(full, MONTH)
+    [section] = [s for s in monthly_report_sections(report) if s["key"] == "servicing"]
+    assert [table["rows"] for table in section["tables"]] == [
+        [["USD", "2", "12.50"]],
+        [["suspected duplicate payment", "2", "9"]],
+    ]
+    october = build_monthly_report(full, "2026-10")["servicing"]
+    assert october["available"] is False and "not in 2026-10" in october["note"]

@@ -317,3 +317,26 @@ def test_the_agency_step_shows_placements_recalls_and_what_was_left(
     assert "Collection agencies" not in render_run_report_html(
         build_run_report(connection, summary)
     )
+
+
+def test_the_servicing_queues_show_refunds_and_discrepancies(
+    connection: duckdb.DuckDBPyConnection,
+) -> None:
+    servicing = {
+        "refunds": 2,
+        "refund_amounts": {"USD": "1250.5", "CAD": "10.00"},
+        "discrepancies": {"suspected_duplicate_payment": 2, "refund_exceeds_credit": 1},
+    }
+    summary = {"run_id": "0123456789", "as_of": "2026-12-01", "status": "succeeded"}
+    report = build_run_report(connection, {**summary, "servicing": servicing})
+    assert report["servicing"]["refund_amounts"] == [
+        {"currency": "CAD", "amount": "10.00"},
+        {"currency": "USD", "amount": "1250.5"},
+    ]
+    html = render_run_report_html(report)
+    assert "Servicing queues" in html and "USD 1,250.50" in html
+    assert "suspected duplicate payment" in html
+    markdown = run_report_markdown(report).replace("\\_", "_")
+    assert "**Servicing:** refunds due 2 (CAD 10.00; USD 1,250.50)" in markdown
+    assert "refund_exceeds_credit 1; suspected_duplicate_payment 2" in markdown
+    assert build_run_report(connection, summary)["servicing"] is None

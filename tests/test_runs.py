@@ -21,7 +21,7 @@ CONTACT = {"plan", "recheck", "email", "letters", "queue"}
         pytest.param(None, ["ingest"], None, set(STEPS) - {"ingest"}, id="skip the inbox"),
         pytest.param(["gates", "contact"], None, None, {"gate_raw", "gate_warehouse"} | CONTACT,
                      id="gates and contacts on the warehouse as built"),
-        pytest.param(None, None, "email", CONTACT | {"agencies", "report"},
+        pytest.param(None, None, "email", CONTACT | {"agencies", "servicing", "report"},
                      id="resume a run that failed sending"),
         pytest.param(None, None, "gate_warehouse", set(STEPS) - {"ingest"},
                      id="resume a failed gate: build again, then the rest"),

@@ -370,6 +370,29 @@ class BureauSettings(_Section):
     )
 
 
+class ServicingSettings(_Section):
+    """Account servicing between billing and collections: refunds and payment discrepancies
+    (`out/servicing/<date>/`, docs/servicing.md)."""
+
+    refund_hold_days: int = Field(
+        30,
+        ge=0,
+        le=365,
+        description="Days a credit balance waits, with no new activity on the account, before "
+        "it is queued for a refund.",
+    )
+    discrepancy_owner: str = Field(
+        "billing-ops", min_length=1, description="Who works the payment discrepancy queue."
+    )
+
+    def dbt_vars(self) -> dict[str, object]:
+        """The settings the marts read, as dbt vars."""
+        return {
+            "refund_hold_days": self.refund_hold_days,
+            "discrepancy_owner": self.discrepancy_owner,
+        }
+
+
 class DemoSettings(_Section):
     accounts: int = Field(20_000, ge=10, le=5_000_000)
     seed: int = Field(42, ge=0)
@@ -387,6 +410,7 @@ class Settings(_Section):
     work_queue: WorkQueueSettings = WorkQueueSettings()
     placement: AgencyPlacementSettings = AgencyPlacementSettings()
     bureau: BureauSettings = BureauSettings()
+    servicing: ServicingSettings = ServicingSettings()
     demo: DemoSettings = DemoSettings()
     sendgrid_api_key: SecretStr | None = Field(
         None, description="From SENDGRID_API_KEY only; without it emails go to the outbox folder."

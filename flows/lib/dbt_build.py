@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,9 +36,12 @@ def build_warehouse(
     as_of: dt.date,
     *,
     unit_tests_only: bool = False,
+    variables: Mapping[str, object] | None = None,
 ) -> DbtOutcome:
     """`dbt build` for `as_of`: staging, intermediate, marts and their data tests; or, with
-    `unit_tests_only`, `dbt test` of the unit tests alone (fixed inputs, no warehouse data)."""
+    `unit_tests_only`, `dbt test` of the unit tests alone (fixed inputs, no warehouse data).
+    `variables` are further dbt vars (settings such as the refund hold); the project's
+    defaults hold for the rest."""
     target = state_folder / "dbt" / "target"
     arguments = [
         str(Path(sys.executable).parent / "dbt"),
@@ -46,7 +50,7 @@ def build_warehouse(
         "--profiles-dir", str(DBT_PROJECT),
         "--target-path", str(target),
         "--log-path", str(state_folder / "dbt" / "logs"),
-        "--vars", json.dumps({"as_of_date": as_of.isoformat()}),
+        "--vars", json.dumps({**(variables or {}), "as_of_date": as_of.isoformat()}),
         "--no-use-colors",
     ]  # fmt: skip
     arguments += ["--select" if unit_tests_only else "--exclude", "test_type:unit"]

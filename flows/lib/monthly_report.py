@@ -16,7 +16,8 @@ for the month or does not have the data yet (and which issue brings it):
 - collections by channel: contacts per channel and status (`marts.fct_contact_log`) and what
   the accounts contacted paid in the 30 days after (`staging.stg_billing__payments`: the marts
   have no payment fact);
-- agency performance: not built yet (issue #7).
+- agency performance: each agency's placement cohorts up to the month end (placed, collected,
+  commission, net recovery rate), as the latest run sees them (`marts.fct_agency_performance`).
 
 `monthly_report_sections(report)` turns that dict into what both templates show: per
 section a title, notes, a chart and tables of formatted strings. The charts are drawn by
@@ -72,7 +73,6 @@ HTML_TEMPLATE = "monthly_report.html.j2"
 PDF_TEMPLATE = "monthly_report.typ"
 PAID_WINDOW_DAYS = 30
 CHART_KEYS = ("aging_trend", "roll_rates", "cure_rates", "kpis", "collections")
-AGENCY_ISSUE = 7
 PLAN_ISSUE = 13
 _MONTH = re.compile(r"(\d{4})-(\d{2})")
 
@@ -130,6 +130,7 @@ def build_monthly_report(
         "payment_plans": _payment_plans(connection, first, last),
         "collections": _collections(connection, first, last),
         "agency": _agency(connection, first, last),
+        "servicing": _servicing(connection, first, last),
     }
 
 
@@ -589,33 +590,78 @@ def _facts_through(connection: duckdb.DuckDBPyConnection) -> str:
 
 
 def _agency(connection: duckdb.DuckDBPyConnection, first: dt.date, last: dt.date) -> dict[str, Any]:
-    waiting = None
-    if mart_exists(connection, "fct_account_stage_history"):
-        rows = connection.execute(
-            """
-            select as_of_date, count(*)
-            from marts.fct_account_stage_history
-            where stage = 'agency_placement'
-                and as_of_date = (
-                    select max(as_of_date) from marts.fct_account_stage_history
-                    where as_of_date between ? and ?
-                )
-            group by as_of_date
-            """,
-            [first, last],
-        ).fetchall()
-        if rows:
-            waiting = {"as_of_date": rows[0][0].isoformat(), "accounts": rows[0][1]}
-    note = (
-        "Agency performance is not built yet: placement with collection agencies, their "
-        f"remittances and the agency performance mart come with issue #{AGENCY_ISSUE}."
-    )
-    if waiting:
-        note += (
-            f" On the run of {waiting['as_of_date']}, {_accounts(waiting['accounts'])} in "
-            "the agency_placement stage, waiting for placement."
+    """Each agency's placement cohorts up to the month end, as the latest run sees them:
+    placed, collected, commission and net recovery rate (marts.fct_agency_performance)."""
+    if not mart_exists(connection, "fct_agency_performance"):
+        return _missing("marts.fct_agency_performance")
+    as_of = _one(connection, "select max(as_of_date) from marts.fct_agency_performance")
+    rows = connection.execute(
+        """
+        select
+            agency_id, placement_month, currency, accounts_placed, placed_balance,
+            collected_amount, commission_amount, net_recovered, net_recovery_rate,
+            accounts_recalled
+        from marts.fct_agency_performance
+        where placement_month <= ?
+        order by agency_id, placement_month, currency
+        """,
+        [f"{last:%Y-%m}"],
+    ).fetchall()
+    if not rows:
+        return _empty(f"No account was placed with an agency by the end of {first:%Y-%m}.")
+    keys = (
+        "agency_id", "placement_month", "currency", "accounts_placed", "placed_balance",
+        "collected_amount", "commission_amount", "net_recovered", "net_recovery_rate",
+        "accounts_recalled",
+    )  # fmt: skip
+    return {
+        "available": True,
+        "as_of_date": _iso(as_of),
+        "rows": [
+            {
+                key: str(value) if isinstance(value, Decimal) else value
+                for key, value in zip(keys, row, strict=True)
+            }
+            for row in rows
+        ],
+    }
+
+
+def _servicing(
+    connection: duckdb.DuckDBPyConnection, first: dt.date, last: dt.date
+) -> dict[str, Any]:
+    """The refund and discrepancy queues as the latest run left them (the marts hold its date
+    only), shown when that run is in the month."""
+    names = ("fct_refund_queue", "fct_payment_discrepancies")
+    missing = [name for name in names if not mart_exists(connection, name)]
+    if missing:
+        return _missing(", ".join(f"marts.{name}" for name in missing))
+    latest = _latest_run_date(connection)
+    if latest is None or not first.isoformat() <= latest <= last.isoformat():
+        return _empty(
+            f"The servicing queues hold the latest run only ({latest or 'none yet'}), which is "
+            f"not in {first:%Y-%m}."
         )
-    return {"available": False, "note": note, "in_placement_stage": waiting}
+    refunds = connection.execute(
+        "select currency, count(*), sum(amount) from marts.fct_refund_queue "
+        "group by currency order by currency"
+    ).fetchall()
+    discrepancies = connection.execute(
+        "select reason, count(*), max(age_days) from marts.fct_payment_discrepancies "
+        "group by reason order by reason"
+    ).fetchall()
+    return {
+        "available": True,
+        "as_of_date": latest,
+        "refunds": [
+            {"currency": currency, "accounts": count, "amount": str(amount)}
+            for currency, count, amount in refunds
+        ],
+        "discrepancies": [
+            {"reason": reason, "items": count, "oldest_days": oldest}
+            for reason, count, oldest in discrepancies
+        ],
+    }
 
 
 def _accounts(count: int) -> str:
@@ -687,7 +733,8 @@ def monthly_report_sections(
         ("disputes", "Disputes and their outcomes", _dispute_section),
         ("payment_plans", "Payment plans and promises", _plan_section),
         ("collections", "Collections by channel", _collection_section),
-        ("agency", "Agency performance", _no_section),
+        ("agency", "Agency performance", _agency_section),
+        ("servicing", "Refunds and payment discrepancies", _servicing_section),
     )
     sections = []
     for key, title, build in builders:
@@ -1024,8 +1071,62 @@ def _collection_section(report: Mapping[str, Any], data: Mapping[str, Any]) -> t
     return notes, tables
 
 
-def _no_section(report: Mapping[str, Any], data: Mapping[str, Any]) -> tuple[list, list]:
-    return [], []  # a section that is only its note
+def _servicing_section(report: Mapping[str, Any], data: Mapping[str, Any]) -> tuple[list, list]:
+    notes = [
+        f"The queues billing ops work, as the run of {data['as_of_date']} left them "
+        "(out/servicing/ and marts.fct_refund_queue, marts.fct_payment_discrepancies)."
+    ]
+    tables = [
+        _table(
+            ("currency", "refunds due", "amount"),
+            [
+                [row["currency"], _count(row["accounts"]), amount_text(row["amount"])]
+                for row in data["refunds"]
+            ],
+            (False, True, True),
+            "Refund queue",
+        ),
+        _table(
+            ("reason", "items", "oldest, days"),
+            [
+                [row["reason"].replace("_", " "), _count(row["items"]), _count(row["oldest_days"])]
+                for row in data["discrepancies"]
+            ],
+            (False, True, True),
+            "Payment discrepancies",
+        ),
+    ]
+    return notes, [table for table in tables if table["rows"]]
+
+
+def _agency_section(report: Mapping[str, Any], data: Mapping[str, Any]) -> tuple[list, list]:
+    notes = [
+        f"Each agency's placement cohorts up to {report['last_day']}, by placement month and "
+        f"currency, as of the run of {data['as_of_date']} (marts.fct_agency_performance). "
+        "Net recovery = (collected - commission) / placed."
+    ]
+    rows = [
+        [
+            row["agency_id"],
+            row["placement_month"],
+            row["currency"],
+            _count(row["accounts_placed"]),
+            amount_text(row["placed_balance"]),
+            amount_text(row["collected_amount"]),
+            amount_text(row["commission_amount"]),
+            _number(
+                None if row["net_recovery_rate"] is None else 100 * row["net_recovery_rate"], " %"
+            ),
+            _count(row["accounts_recalled"]),
+        ]
+        for row in data["rows"]
+    ]
+    header = (
+        "agency", "placed in", "currency", "accounts", "placed", "collected", "commission",
+        "net recovery", "recalled",
+    )  # fmt: skip
+    numeric = (False, False, False, True, True, True, True, True, True)
+    return notes, [_table(header, rows, numeric)]
 
 
 # --- rendering ------------------------------------------------------------------------------

@@ -120,6 +120,7 @@ def build_run_report(
             for outcome, count in sorted((summary.get("rechecked") or {}).items())
         ],
         "agencies": _agencies(summary.get("placements")),
+        "servicing": _servicing(summary.get("servicing")),
         "files": [str(path) for path in summary.get("files") or []],
         "not_built_yet": [str(step) for step in summary.get("not_built_yet") or []],
         "warehouse": warehouse,
@@ -374,6 +375,24 @@ def _agencies(placements: object) -> dict[str, Any] | None:
     }
 
 
+def _servicing(servicing: object) -> dict[str, Any] | None:
+    """The servicing queues after the run: refunds due (count, amount per currency) and
+    payment discrepancies per reason; None when the step did not run."""
+    if not isinstance(servicing, Mapping):
+        return None
+    return {
+        "refunds": int(servicing.get("refunds") or 0),
+        "refund_amounts": [
+            {"currency": str(currency), "amount": str(amount)}
+            for currency, amount in sorted((servicing.get("refund_amounts") or {}).items())
+        ],
+        "discrepancies": [
+            {"reason": str(reason), "count": int(count)}
+            for reason, count in sorted((servicing.get("discrepancies") or {}).items())
+        ],
+    }
+
+
 def _scope(scope: object) -> dict[str, Any]:
     if not isinstance(scope, Mapping):
         return {"segment": None, "accounts": None}
@@ -484,6 +503,7 @@ def run_report_markdown(report: Mapping[str, Any]) -> str:
         _md_steps(report),
         _md_contacts(report),
         _md_agencies(report.get("agencies")),
+        _md_servicing(report.get("servicing")),
         _md_warehouse(report["warehouse"]),
     ]
     if report["not_built_yet"]:
@@ -563,6 +583,23 @@ def _md_agencies(agencies: Mapping[str, Any] | None) -> str:
         f"**Agencies:** placed {listed(agencies['placed'], 'agency')} · "
         f"recalled {listed(agencies['recalled'], 'reason')} · "
         f"not placed {listed(agencies['not_placed'], 'reason')}"
+    )
+
+
+def _md_servicing(servicing: Mapping[str, Any] | None) -> str:
+    if servicing is None:
+        return ""
+    amounts = "; ".join(
+        f"{_md(row['currency'])} {amount_text(row['amount'])}"
+        for row in servicing["refund_amounts"]
+    )
+    reasons = "; ".join(
+        f"{_md(row['reason'])} {row['count']:,}" for row in servicing["discrepancies"]
+    )
+    return (
+        f"**Servicing:** refunds due {servicing['refunds']:,}"
+        + (f" ({amounts})" if amounts else "")
+        + f" · payment discrepancies {reasons or 'none'}"
     )
 
 

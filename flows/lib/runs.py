@@ -11,6 +11,7 @@ A run is a sequence of steps. Users name them in groups (`recoup run --only gate
 | events | events | import SendGrid events and opt-outs |
 | contact | plan, recheck, email, letters, queue | plan the day's contacts and send them |
 | agencies | agencies | recall from and place with collection agencies; their files |
+| servicing | servicing | the refund queue and the payment discrepancy queue, as files |
 | report | report | the run report (JSON, HTML, Prefect artifact) |
 
 Every step is recorded as done, failed or skipped with its seconds. A failed run keeps the
@@ -30,7 +31,9 @@ from typing import Literal
 
 import duckdb
 
-StepGroup = Literal["ingest", "gates", "build", "events", "contact", "agencies", "report"]
+StepGroup = Literal[
+    "ingest", "gates", "build", "events", "contact", "agencies", "servicing", "report"
+]
 GROUPS: dict[str, tuple[str, ...]] = {
     "ingest": ("ingest",),
     "gates": ("gate_raw", "gate_warehouse"),
@@ -38,6 +41,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "events": ("events",),
     "contact": ("plan", "recheck", "email", "letters", "queue"),
     "agencies": ("agencies",),
+    "servicing": ("servicing",),
     "report": ("report",),
 }
 # the order steps run in (gate_raw before build, gate_warehouse after it)
@@ -53,6 +57,7 @@ STEPS: tuple[str, ...] = (
     "letters",
     "queue",
     "agencies",
+    "servicing",
     "report",
 )
 GROUP_OF = {step: group for group, steps in GROUPS.items() for step in steps}

@@ -11,8 +11,13 @@ from flows.lib.dbt_build import DbtOutcome, build_warehouse
 
 
 @task(name="build-marts")
-def build_marts(warehouse: Path, state_folder: Path, as_of: dt.date) -> DbtOutcome:
+def build_marts(
+    warehouse: Path,
+    state_folder: Path,
+    as_of: dt.date,
+    variables: dict[str, object] | None = None,
+) -> DbtOutcome:
     """Balances, aging, holds and stages for `as_of`, with the marts' data tests."""
-    outcome = build_warehouse(warehouse, state_folder, as_of)
+    outcome = build_warehouse(warehouse, state_folder, as_of, variables=variables)
     get_run_logger().info("dbt built %s nodes for %s", outcome.nodes, as_of)
     return outcome
