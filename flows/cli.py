@@ -330,6 +330,15 @@ def _run_daily(
     _print_contacts(summary)
     if summary.diff is not None:
         _print_diff(summary.diff)
+    if summary.placements is not None:
+        console.print(f"Agencies: {summary.placements}", highlight=False, soft_wrap=True)
+    if summary.servicing is not None:
+        folder = settings.path("out") / "servicing" / as_of.isoformat()
+        console.print(
+            f"Servicing queues: {summary.servicing}; files in {folder}",
+            highlight=False,
+            soft_wrap=True,
+        )
     for path in summary.files:
         if "/reports/" in path:
             console.print(f"Report: {path}", highlight=False, soft_wrap=True)

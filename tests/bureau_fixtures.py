@@ -35,6 +35,9 @@ TABLES: dict[str, dict[str, str]] = {
     "marts.fct_account_aging": {
         "account_id": "VARCHAR", "customer_id": "VARCHAR", "as_of_date": "DATE",
         "currency": "VARCHAR", "current": "DECIMAL(18,2)", "dpd_1_30": "DECIMAL(18,2)",
+        "dpd_31_60": "DECIMAL(18,2)", "dpd_61_90": "DECIMAL(18,2)",
+        "dpd_91_120": "DECIMAL(18,2)", "dpd_121_150": "DECIMAL(18,2)",
+        "dpd_151_180": "DECIMAL(18,2)", "dpd_181_plus": "DECIMAL(18,2)",
         "total_open": "DECIMAL(18,2)",
         "credit_balance": "DECIMAL(18,2)", "oldest_due_date": "DATE",
         "max_days_past_due": "INTEGER", "stage": "VARCHAR",
@@ -129,11 +132,22 @@ class World:
         stage: str = "reminder_1",
     ) -> None:
         """An aging row: on `on` the account owes `total_open`, its oldest item that late;
-        `current` of it is not due yet and `recent` is 1-30 days past due."""
+        `current` of it is not due yet, `recent` is 1-30 days past due, and the rest sits in
+        the bucket of `days_past_due`."""
+        rest = Decimal(total_open) - Decimal(current) - Decimal(recent)
+        bucket = next(
+            name
+            for low, name in ((181, "dpd_181_plus"), (151, "dpd_151_180"), (121, "dpd_121_150"),
+                              (91, "dpd_91_120"), (61, "dpd_61_90"), (31, "dpd_31_60"),
+                              (1, "dpd_1_30"), (-10**6, "current"))
+            if days_past_due >= low
+        )  # fmt: skip
+        amounts = {"current": Decimal(current), "dpd_1_30": Decimal(recent)}
+        amounts[bucket] = amounts.get(bucket, Decimal(0)) + rest
         self.aging.append({
+            **amounts,
             "account_id": account_id, "customer_id": f"C-{account_id}", "as_of_date": on,
-            "currency": "USD", "current": Decimal(current), "dpd_1_30": Decimal(recent),
-            "total_open": Decimal(total_open),
+            "currency": "USD", "total_open": Decimal(total_open),
             "credit_balance": Decimal("0"),
             "oldest_due_date": on - dt.timedelta(days=days_past_due),
             "max_days_past_due": days_past_due, "stage": stage,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import stat
+from decimal import Decimal
 from pathlib import Path
 
 import duckdb
@@ -491,3 +492,22 @@ def test_a_failure_while_recording_publishes_nothing(connection, tmp_path, monke
         generate(connection, tmp_path, "2026-10")
     folder = tmp_path / "out" / "credit_bureau" / "2026-10"
     assert list(folder.iterdir()) == []  # no file, not even a pending one
+
+
+def test_cents_left_on_an_old_invoice_do_not_make_an_account_late(connection, tmp_path) -> None:
+    """Money is whole dollars: an account 126 days late by 61 cents is not 120 days late
+    (status 82 with an amount past due of 0 would break Metro 2), it is as late as its
+    whole dollars are."""
+    world = World()
+    world.account("CENTS")  # 0.61 at 126 days, 78.22 at 20 days
+    world.owes("CENTS", OCT, "78.83", 126)
+    world.aging[-1].update(dpd_121_150=Decimal("0.61"), dpd_1_30=Decimal("78.22"))
+    world.account("MIXED")  # 0.50 at 200 days, 50.00 at 70 days
+    world.owes("MIXED", OCT, "50.50", 200)
+    world.aging[-1].update(dpd_181_plus=Decimal("0.50"), dpd_61_90=Decimal("50.00"))
+    world.write(connection)
+    records = bases(generate(connection, tmp_path, "2026-10").path)
+    cents, mixed = records["CENTS"], records["MIXED"]
+    assert (cents["account_status"], cents["amount_past_due"]) == ("11", "000000000")
+    assert cents["date_of_first_delinquency"] == "00000000"
+    assert (mixed["account_status"], mixed["amount_past_due"]) == ("78", "000000050")

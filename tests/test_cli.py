@@ -43,6 +43,11 @@ def test_demo_generates_loads_and_says_where_the_warehouse_is(demo_home) -> None
     assert "quarantined 5" in result.stdout
     assert f"Warehouse: {home / 'warehouse' / 'recoup.duckdb'}" in result.stdout
     assert "Not built yet, skipped" in result.stdout
+    said = " ".join(result.stdout.split())
+    assert "Agencies: placed 0; recalled 0;" in said  # a first day: nobody at the agency stage
+    servicing = home / "out" / "servicing" / "2026-11-23"
+    assert "Servicing queues: refunds due" in said and f"files in {servicing}" in said
+    assert (servicing / "refund_queue.csv").is_file()
     assert "Traceback" not in result.stdout + result.stderr
 
 

@@ -158,6 +158,16 @@ class PlacementOutcome:
     def total_recalled(self) -> int:
         return sum(self.recalled.values())
 
+    def __str__(self) -> str:
+        def listed(counts: dict[str, int]) -> str:
+            inner = ", ".join(f"{key} {n:,}" for key, n in sorted(counts.items()))
+            return f"{sum(counts.values()):,}" + (f" ({inner})" if inner else "")
+
+        return (
+            f"placed {listed(self.placed)}; recalled {listed(self.recalled)}; "
+            f"not placed {listed(self.not_placed)}"
+        )
+
 
 def place_and_recall(
     connection: duckdb.DuckDBPyConnection,

@@ -310,6 +310,12 @@ facts as (
         aging.total_open,
         aging.current as current_amount,
         aging.dpd_1_30,
+        aging.dpd_31_60,
+        aging.dpd_61_90,
+        aging.dpd_91_120,
+        aging.dpd_121_150,
+        aging.dpd_151_180,
+        aging.dpd_181_plus,
         aging.credit_balance,
         aging.max_days_past_due,
         aging.stage,
@@ -362,6 +368,51 @@ facts as (
         and accounts.opened_date <= (select doai from params)
 ),
 
+owed_late as (
+    -- what is owed at least this late, from the buckets up (reference §0: whole dollars)
+    select
+        *,
+        coalesce(dpd_181_plus, 0) as late_181,
+        coalesce(dpd_181_plus, 0) + coalesce(dpd_151_180, 0) as late_151,
+        coalesce(dpd_181_plus, 0) + coalesce(dpd_151_180, 0) + coalesce(dpd_121_150, 0)
+            as late_121,
+        coalesce(dpd_181_plus, 0) + coalesce(dpd_151_180, 0) + coalesce(dpd_121_150, 0)
+        + coalesce(dpd_91_120, 0) as late_91,
+        coalesce(dpd_181_plus, 0) + coalesce(dpd_151_180, 0) + coalesce(dpd_121_150, 0)
+        + coalesce(dpd_91_120, 0) + coalesce(dpd_61_90, 0) as late_61,
+        coalesce(dpd_181_plus, 0) + coalesce(dpd_151_180, 0) + coalesce(dpd_121_150, 0)
+        + coalesce(dpd_91_120, 0) + coalesce(dpd_61_90, 0) + coalesce(dpd_31_60, 0) as late_31
+    from facts
+),
+
+rated_late as (
+    -- how late the account is for the bureaus: its oldest item's days past due when at least
+    -- a whole dollar is that late, else the oldest bucket with a whole dollar in and above it
+    -- (cents left on an old invoice do not make an account 120 days late)
+    select
+        *,
+        case
+            when coalesce(max_days_past_due, 0) < 30 then coalesce(max_days_past_due, 0)
+            when case
+                    when max_days_past_due >= 181 then late_181
+                    when max_days_past_due >= 151 then late_151
+                    when max_days_past_due >= 121 then late_121
+                    when max_days_past_due >= 91 then late_91
+                    when max_days_past_due >= 61 then late_61
+                    when max_days_past_due >= 31 then late_31
+                    else late_31 + coalesce(dpd_1_30, 0)
+                end >= 1 then max_days_past_due
+            when late_181 >= 1 then 181
+            when late_151 >= 1 then 151
+            when late_121 >= 1 then 121
+            when late_91 >= 1 then 91
+            when late_61 >= 1 then 61
+            when late_31 >= 1 then 31
+            else 29
+        end as days_late
+    from owed_late
+),
+
 balanced as (
     select
         *,
@@ -371,7 +422,7 @@ balanced as (
             + case when charged_off > 0 then charged_off else 0 end,
             0
         ) as balance
-    from facts
+    from rated_late
 ),
 
 candidates as (
@@ -397,12 +448,12 @@ statused as (
                 end
             when charged_off > 0 then '97'
             when is_placed or stage in ('agency_placement', 'write_off_recommendation') then '93'
-            when max_days_past_due >= 180 then '84'
-            when max_days_past_due >= 150 then '83'
-            when max_days_past_due >= 120 then '82'
-            when max_days_past_due >= 90 then '80'
-            when max_days_past_due >= 60 then '78'
-            when max_days_past_due >= 30 then '71'
+            when days_late >= 180 then '84'
+            when days_late >= 150 then '83'
+            when days_late >= 120 then '82'
+            when days_late >= 90 then '80'
+            when days_late >= 60 then '78'
+            when days_late >= 30 then '71'
             else '11'
         end as account_status
     from candidates
@@ -489,10 +540,7 @@ select
         else least(
             greatest(
                 case
-                    when coalesce(total_open, 0) - coalesce(current_amount, 0)
-                        - coalesce(dpd_1_30, 0) > 0
-                        then coalesce(total_open, 0) - coalesce(current_amount, 0)
-                        - coalesce(dpd_1_30, 0)
+                    when days_late >= 31 then late_31
                     else coalesce(total_open, 0) - coalesce(current_amount, 0)
                 end,
                 0
