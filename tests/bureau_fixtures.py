@@ -104,11 +104,12 @@ class World:
         opened: dt.date = dt.date(2025, 1, 15),
         phone: str | None = "+1 312 555 0142",
         status: str = "active",
+        segment: str = "residential",
     ) -> str:
         customer_id = f"C-{account_id}"
         self.accounts.append({
             "account_id": account_id, "customer_id": customer_id, "currency": currency,
-            "segment": "residential", "account_status": status, "opened_date": opened,
+            "segment": segment, "account_status": status, "opened_date": opened,
         })  # fmt: skip
         self.customers.append({
             "customer_id": customer_id, "customer_type": customer_type, "full_name": full_name,

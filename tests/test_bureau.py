@@ -511,3 +511,22 @@ def test_cents_left_on_an_old_invoice_do_not_make_an_account_late(connection, tm
     assert (cents["account_status"], cents["amount_past_due"]) == ("11", "000000000")
     assert cents["date_of_first_delinquency"] == "00000000"
     assert (mixed["account_status"], mixed["amount_past_due"]) == ("78", "000000050")
+
+
+def test_portfolio_and_account_type_follow_the_segment(connection, tmp_path) -> None:
+    world = World()
+    world.account("CLINIC", segment="healthcare")
+    world.owes("CLINIC", OCT, "100.00", 45)
+    world.account("HOME")
+    world.owes("HOME", OCT, "100.00", 45)
+    world.account("SHOP", segment="retail")
+    world.owes("SHOP", OCT, "100.00", 45)
+    world.write(connection)
+    segments = {"retail": {"portfolio_type": "R", "account_type": "18"}}
+    records = bases(generate(connection, tmp_path, "2026-10", segments=segments).path)
+    kinds = {
+        a: r["portfolio_type"] + r["account_type"] + r["terms_duration"] for a, r in records.items()
+    }
+    assert kinds == {"CLINIC": "O92001", "HOME": "O92001", "SHOP": "R18REV"}
+    defaults = bases(generate(connection, tmp_path, "2026-10").path)  # the shipped settings
+    assert defaults["CLINIC"]["account_type"] == "90"  # medical debt

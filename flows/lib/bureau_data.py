@@ -519,6 +519,7 @@ dated as (
 select
     account_id,
     customer_id,
+    segment,
     full_name,
     phone,
     address_line1,

@@ -326,13 +326,22 @@ def _render_records(
     """One line per account (base plus K1/L1), the rows to store, and the trailer counts."""
     bureau = settings.bureau
     time_stamp = dt.datetime.combine(doai, dt.time(23, 59, 59))
-    portfolio = "O" if third_party else bureau.portfolio_type
-    account_type = "48" if third_party else bureau.account_type
+
+    def reporting(segment: str) -> tuple[str, str]:
+        """Portfolio and account type: an agency's 48; else the segment's, or the default."""
+        if third_party:
+            return "O", "48"
+        chosen = bureau.segments.get(segment)
+        if chosen is None:
+            return bureau.portfolio_type, bureau.account_type
+        return chosen.portfolio_type, chosen.account_type
+
     creditor = settings.company.creditor_name or settings.company.name
     counts: Counter[str] = Counter()
     lines, stored = [], []
     for row, identity in reported:
         status = row["account_status"]
+        portfolio, account_type = reporting(row["segment"])
         previous_id = row["previous_identification_number"]
         reported_id = previous_id or bureau.identification_number
         balance = _money(row["balance"]) if status not in ("13", "62", "64", "DF") else 0

@@ -324,6 +324,13 @@ class AgencyPlacementSettings(_Section):
         return self
 
 
+class SegmentReporting(_Section):
+    """How one segment's accounts are reported (first party)."""
+
+    portfolio_type: Literal["O", "R", "C"] = "O"
+    account_type: str = Field(pattern=r"^[0-9A-Z]{2}$")
+
+
 class BureauSettings(_Section):
     """The monthly Metro 2 file for the credit bureaus (`recoup bureau`, docs/credit-bureau.md).
     The ids come from each bureau at onboarding; the demo values are placeholders."""
@@ -357,6 +364,11 @@ class BureauSettings(_Section):
         pattern=r"^[0-9A-Z]{2}$",
         description="First party: Metro 2 account type (92 utility, 4D telecom, 90 medical, "
         "01 unsecured ...). Third party always reports 48 (collection agency).",
+    )
+    segments: dict[str, SegmentReporting] = Field(
+        default_factory=lambda: {"healthcare": SegmentReporting(account_type="90")},
+        description="First party: portfolio and account type per segment, for the segments "
+        "that differ from portfolio_type/account_type (90: medical debt).",
     )
     creditor_classification: int = Field(
         10, ge=1, le=15, description="Third party, K1: the original creditor's kind (10 utility)."
