@@ -530,3 +530,18 @@ def test_portfolio_and_account_type_follow_the_segment(connection, tmp_path) -> 
     assert kinds == {"CLINIC": "O92001", "HOME": "O92001", "SHOP": "R18REV"}
     defaults = bases(generate(connection, tmp_path, "2026-10").path)  # the shipped settings
     assert defaults["CLINIC"]["account_type"] == "90"  # medical debt
+
+
+def test_no_ssn_reaches_a_log_line_or_an_error(connection, tmp_path, caplog) -> None:
+    """The SSN is in the file only: not in any log record, even at DEBUG, nor in the error of
+    a file that fails validation."""
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    october_world().write(connection)
+    generate(connection, tmp_path, "2026-10")
+    with pytest.raises(Metro2Invalid) as refused:
+        generate(connection, tmp_path, "2026-10", account_type="48")
+    assert "123456789" not in caplog.text
+    assert "123456789" not in str(refused.value)
+    assert all("123456789" not in str(problem) for problem in refused.value.problems)
