@@ -50,7 +50,7 @@ from flows.lib.metro2_layout import (
     render,
     whole_dollars,
 )
-from flows.lib.metro2_validate import STATES, check_file
+from flows.lib.metro2_validate import STATES, check_file, plausible_ssn
 from flows.lib.monthly_report import parse_month
 from flows.lib.output_files import csv_bytes, fsync_folder, write_atomically
 
@@ -228,12 +228,9 @@ def _previous_dofd(connection: duckdb.DuckDBPyConnection, period: str) -> dict[s
 
 
 def _valid_ssn(ssn: str) -> bool:
-    """A number the SSA could have issued: no ITIN (9xx), no 000/666 area, 00 group, 0000."""
+    """An SSN as stored (dashes allowed) that Metro 2 may carry (metro2_validate's rule)."""
     digits = re.sub(r"\D", "", ssn or "")
-    if len(digits) != 9:
-        return False
-    area, group, serial = digits[:3], digits[3:5], digits[5:]
-    return area not in ("000", "666") and area[0] != "9" and group != "00" and serial != "0000"
+    return len(digits) == 9 and plausible_ssn(digits)
 
 
 def _identity(row: Mapping[str, Any], ssn: str | None) -> dict[str, Any] | str:

@@ -45,11 +45,6 @@ create table if not exists ops.bureau_not_reported (
     reason VARCHAR NOT NULL,
     PRIMARY KEY (period, account_id)
 );
--- the dates the marts were built for (gates.record_build writes it; the same definition)
-create table if not exists ops.builds (
-    as_of_date DATE NOT NULL,
-    built_at TIMESTAMPTZ NOT NULL
-);
 create table if not exists ops.bureau_files (
     period VARCHAR NOT NULL PRIMARY KEY,
     date_of_account_information DATE NOT NULL,
@@ -86,6 +81,8 @@ qualify row_number() over (partition by account_id order by period desc) = 1
 
 def ensure_bureau_schema(connection: duckdb.DuckDBPyConnection) -> None:
     connection.execute(BUREAU_DDL)
+    from flows.lib.gates import ensure_builds_table
     from flows.lib.placements import ensure_agency_schema
 
     ensure_agency_schema(connection)  # the status reads placements
+    ensure_builds_table(connection)  # the file's date is the period's last build

@@ -139,12 +139,17 @@ def _judge_with_great_expectations(
 
 def record_build(connection: duckdb.DuckDBPyConnection, as_of: dt.date) -> None:
     """Note that the marts now hold `as_of` (gate 2 checks the marts only for that date)."""
+    ensure_builds_table(connection)
+    connection.execute("insert into ops.builds values (?, now())", [as_of])
+
+
+def ensure_builds_table(connection: duckdb.DuckDBPyConnection) -> None:
+    """`ops.builds`: every date the marts were built for, and when."""
     connection.execute("create schema if not exists ops")
     connection.execute(
         "create table if not exists ops.builds "
         "(as_of_date DATE NOT NULL, built_at TIMESTAMPTZ NOT NULL)"
     )
-    connection.execute("insert into ops.builds values (?, now())", [as_of])
 
 
 def latest_build(connection: duckdb.DuckDBPyConnection) -> dt.date | None:

@@ -227,7 +227,9 @@ def _type_problem(kind: str, value: str, sensitive: bool) -> str | None:
     return f"{shown} is not a date ({layout} digits, zeros when none)"
 
 
-def _plausible_ssn(ssn: str) -> bool:
+def plausible_ssn(ssn: str) -> bool:
+    """Nine digits the SSA could have issued: no 000, 666 or 9xx (ITIN) area, no 00 group,
+    no 0000 serial. The writer sends only these as SSNs; the validator rejects any other."""
     area = ssn[:3]
     return area not in ("000", "666") and area < "900" and ssn[3:5] != "00" and ssn[5:] != "0000"
 
@@ -743,7 +745,7 @@ class _Validator:
         """A consumer of base, J1 or J2 is known by a plausible SSN or a date of birth."""
         ecoa, ssn = fields.ecoa_code, fields.social_security_number
         has_ssn = _counts_as_ssn(ssn)
-        if has_ssn and not _plausible_ssn(ssn):
+        if has_ssn and not plausible_ssn(ssn):
             message = "is not a plausible SSN (area 000, 666 or 900-999, group 00 or serial 0000)"
             self.flag(segment, "social_security_number", message, offset)
         if not has_ssn and fields.date_of_birth == ZERO_DATE and ecoa not in NO_IDENTITY_ECOA:
