@@ -64,7 +64,7 @@ import pyarrow as pa
 
 from flows.lib.bureau_records import LATEST_DOFD_SQL, ensure_bureau_schema
 from flows.lib.config import AgencySettings, Settings
-from flows.lib.contact_data import MartsNotForDate
+from flows.lib.contact_data import require_build_for
 from flows.lib.output_files import csv_bytes, write_atomically
 from flows.lib.placements import PLACEMENT_ID_SQL
 from flows.lib.planner import ALL_ACCOUNTS, ContactScope
@@ -180,7 +180,14 @@ def place_and_recall(
 ) -> PlacementOutcome:
     """Recall the placements that must come back, place the accounts that are due, and write
     the day's placement and recall files; what was done."""
-    _require_marts_for(connection, as_of)
+    # an account missing from another day's marts would look paid and be recalled, and a
+    # placement would carry that day's itemization
+    require_build_for(
+        connection,
+        as_of,
+        would=f"placing and recalling for {as_of} would read another day's balances",
+        nothing="nothing was placed or recalled",
+    )
     ensure_bureau_schema(connection)  # placements carry the DOFD the bureaus hold
     agencies = {agency.id: agency for agency in settings.placement.agencies}
     root = settings.path("out") / "agencies"
@@ -261,21 +268,6 @@ def _hold_reasons_sql(column: str) -> str:
     return (
         f"list_filter(list_transform(string_split(coalesce({column}, ''), ','), "
         f"lambda reason: trim(reason)), lambda reason: reason not in ('', '{PLACED_HOLD}'))"
-    )
-
-
-def _require_marts_for(connection: duckdb.DuckDBPyConnection, as_of: dt.date) -> None:
-    """Refuse marts built for another day: an account missing from them would look paid and
-    be recalled, and a placement would carry another day's itemization."""
-    from flows.lib.gates import latest_build
-
-    built_for = latest_build(connection)
-    if built_for == as_of:
-        return
-    found = f"the marts hold {built_for}" if built_for else "the marts were never built"
-    raise MartsNotForDate(
-        f"{found}: placing and recalling for {as_of} would read another day's balances. "
-        f"Build the date first (`recoup run --as-of {as_of}`); nothing was placed or recalled."
     )
 
 

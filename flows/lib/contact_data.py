@@ -35,6 +35,24 @@ class MartsNotForDate(RuntimeError):
     """The marts were built for another date than the contacts are for."""
 
 
+def require_build_for(
+    connection: duckdb.DuckDBPyConnection, as_of: dt.date, *, would: str, nothing: str
+) -> None:
+    """Refuse marts whose latest build (ops.builds) is for another date than `as_of`: the
+    message says what reading them `would` do and that `nothing` was done."""
+    from flows.lib.gates import latest_build
+
+    built_for = latest_build(connection)
+    if built_for == as_of:
+        return
+    found = (
+        f"the marts hold {built_for}, not {as_of}" if built_for else "the marts were never built"
+    )
+    raise MartsNotForDate(
+        f"{found}: {would}. Build the date first (`recoup run --as-of {as_of}`); {nothing}."
+    )
+
+
 @dataclass(frozen=True)
 class Recipient:
     """Who the contact goes to, and what decides when it may go."""

@@ -57,16 +57,14 @@ def write_servicing_queues(
     connection: duckdb.DuckDBPyConnection, out: Path, as_of: dt.date
 ) -> ServicingOutcome:
     """Write the day's refund queue and discrepancy queue from the marts built for `as_of`."""
-    from flows.lib.contact_data import MartsNotForDate
-    from flows.lib.gates import latest_build
+    from flows.lib.contact_data import require_build_for
 
-    built_for = latest_build(connection)
-    if built_for != as_of:
-        raise MartsNotForDate(
-            f"the marts hold {built_for or 'nothing yet'}, not {as_of}: the servicing queues of "
-            f"{as_of} would list another day's items. Build the date first (`recoup run "
-            f"--as-of {as_of}`); no queue file was written."
-        )
+    require_build_for(
+        connection,
+        as_of,
+        would=f"the servicing queues of {as_of} would list another day's items",
+        nothing="no queue file was written",
+    )
     refunds = connection.execute(
         f"select {', '.join(REFUND_COLUMNS)} from marts.fct_refund_queue "
         "where as_of_date = ? order by account_id",
