@@ -44,6 +44,12 @@ NOT_REPORTED_REASONS = (
     "not_contacted_yet",
 )
 TERMINAL_STATUSES = ("13", "62", "64", "DA", "DF")
+# Metro 2's delinquency ladder (reference §4.1-§4.3): from this many days past due, the
+# account status and the payment rating / history profile symbol
+DELINQUENCY_LADDER = (
+    (180, "84", "6"), (150, "83", "5"), (120, "82", "4"), (90, "80", "3"), (60, "78", "2"),
+    (30, "71", "1"),
+)  # fmt: skip
 # an open delinquency: the next record keeps its DOFD (and closing it as 13, 62 or 64 does too)
 DELINQUENT_STATUSES = ("71", "78", "80", "82", "83", "84", "93", "97")
 # the reason text on a write_off or credit_note that makes it a settlement ("paid for less")
@@ -448,12 +454,7 @@ statused as (
                 end
             when charged_off > 0 then '97'
             when is_placed or stage in ('agency_placement', 'write_off_recommendation') then '93'
-            when days_late >= 180 then '84'
-            when days_late >= 150 then '83'
-            when days_late >= 120 then '82'
-            when days_late >= 90 then '80'
-            when days_late >= 60 then '78'
-            when days_late >= 30 then '71'
+            {status_by_days_late}
             else '11'
         end as account_status
     from candidates
@@ -466,10 +467,7 @@ worst as (
         *,
         coalesce(
             worst_days_past_due,
-            case previous_status
-                when '71' then 30 when '78' then 60 when '80' then 90 when '82' then 120
-                when '83' then 150 when '84' then 180
-            end,
+            case previous_status {days_by_previous_status} end,
             0
         ) as worst_late
     from statused
@@ -480,12 +478,7 @@ rated as (
         *,
         case
             when account_status <> '13' then null
-            when worst_late >= 180 then '6'
-            when worst_late >= 150 then '5'
-            when worst_late >= 120 then '4'
-            when worst_late >= 90 then '3'
-            when worst_late >= 60 then '2'
-            when worst_late >= 30 then '1'
+            {rating_by_worst_late}
             else '0'
         end as payment_rating
     from worst
@@ -595,11 +588,7 @@ def bureau_rows(
 ) -> list[dict[str, Any]]:
     """Every account with something to report for `period` (or held from it, `held_reason`),
     ordered by account id. Identity checks that need Python (name, SSN) come later."""
-    sql = (
-        BUREAU_ROWS_SQL.replace("{terminal}", repr(TERMINAL_STATUSES))
-        .replace("{delinquent}", repr(DELINQUENT_STATUSES))
-        .replace("{build_dates}", BUILD_DATES_SQL)
-    )
+    sql = _sql(BUREAU_ROWS_SQL)
     cursor = connection.execute(
         sql,
         {
@@ -616,12 +605,38 @@ def bureau_rows(
     return [dict(zip(columns, values, strict=True)) for values in cursor.fetchall()]
 
 
+def _by_days(column: str, code: int) -> str:
+    """`when column >= days then code` for each rung of the ladder, oldest first (code 1:
+    the account status, 2: the rating / profile symbol)."""
+    return " ".join(
+        f"when {column} >= {rung[0]} then '{rung[code]}'" for rung in DELINQUENCY_LADDER
+    )
+
+
+def _sql(template: str) -> str:
+    """A query with the shared pieces filled in."""
+    pieces = {
+        "{terminal}": repr(TERMINAL_STATUSES),
+        "{delinquent}": repr(DELINQUENT_STATUSES),
+        "{build_dates}": BUILD_DATES_SQL,
+        "{status_by_days_late}": _by_days("days_late", 1),
+        "{rating_by_worst_late}": _by_days("worst_late", 2),
+        "{symbol_by_days_past_due}": _by_days("aging.max_days_past_due", 2),
+        "{days_by_previous_status}": " ".join(
+            f"when '{status}' then {days}" for days, status, _ in DELINQUENCY_LADDER
+        ),
+    }
+    for placeholder, piece in pieces.items():
+        template = template.replace(placeholder, piece)
+    return template
+
+
 def payment_history_rows(
     connection: duckdb.DuckDBPyConnection, *, period_start: dt.date, account_ids: list[str]
 ) -> dict[str, str]:
     """The 24-character payment history profile of each account (reference §4.3)."""
     rows = connection.execute(
-        PAYMENT_HISTORY_SQL.replace("{build_dates}", BUILD_DATES_SQL),
+        _sql(PAYMENT_HISTORY_SQL),
         {
             "period_start": period_start,
             "accounts": account_ids,
@@ -707,12 +722,7 @@ symbols as (
                 when grid.last_build is null then 'D'
                 when aging.account_id is null then '0'
                 when aging.stage in ('agency_placement', 'write_off_recommendation') then 'G'
-                when aging.max_days_past_due >= 180 then '6'
-                when aging.max_days_past_due >= 150 then '5'
-                when aging.max_days_past_due >= 120 then '4'
-                when aging.max_days_past_due >= 90 then '3'
-                when aging.max_days_past_due >= 60 then '2'
-                when aging.max_days_past_due >= 30 then '1'
+                {symbol_by_days_past_due}
                 else '0'
             end
         ) as symbol
