@@ -31,6 +31,7 @@ from flows.lib.metro2_validate import Metro2Invalid
 from flows.lib.remittances import RemittanceFileError
 from flows.lib.run_lock import LockBusy, current_holder
 from flows.lib.runs import StepSelectionError
+from flows.lib.skip_results import SkipResultFileError
 from flows.lib.warehouse import WarehouseBusy
 
 if TYPE_CHECKING:
@@ -66,6 +67,7 @@ USER_ERRORS = (
     StepSelectionError,
     MartsNotForDate,
     RemittanceFileError,
+    SkipResultFileError,
     BureauError,
     Metro2Invalid,
     RunFailed,
@@ -332,6 +334,7 @@ def _run_daily(
         _print_diff(summary.diff)
     if summary.placements is not None:
         console.print(f"Agencies: {summary.placements}", highlight=False, soft_wrap=True)
+
     if summary.servicing is not None:
         folder = settings.path("out") / "servicing" / as_of.isoformat()
         console.print(
@@ -339,12 +342,25 @@ def _run_daily(
             highlight=False,
             soft_wrap=True,
         )
+    if summary.skip_tracing is not None:
+        console.print(
+            f"Skip tracing: {summary.skip_tracing}"
+            + (
+                ""
+                if summary.skip_tracing.dry_run
+                else f"; files in {settings.path('out') / 'skip_tracing' / as_of.isoformat()}"
+            ),
+            highlight=False,
+            soft_wrap=True,
+        )
     for path in summary.files:
         if "/reports/" in path:
             console.print(f"Report: {path}", highlight=False, soft_wrap=True)
-    console.print(
-        "[yellow]Not built yet, skipped:[/] " + "; ".join(summary.not_built_yet), highlight=False
-    )
+    if summary.not_built_yet:
+        console.print(
+            "[yellow]Not built yet, skipped:[/] " + "; ".join(summary.not_built_yet),
+            highlight=False,
+        )
     _print_quarantine_hint(settings, sum(batch.rows_quarantined for batch in summary.batches))
     record = summary.record
     if record is not None and record.status != "succeeded":
@@ -646,6 +662,84 @@ def agencies_status() -> None:
         console.print(
             f"{quarantined:,} remittance lines in quarantine: see ops.remittance_quarantine."
         )
+
+
+skip_app = typer.Typer(
+    help="Skip tracing: import skip-trace results and returned-mail / invalid-phone files.",
+    no_args_is_help=True,
+)
+app.add_typer(skip_app, name="skip-trace")
+
+
+@skip_app.command("import")
+def skip_trace_import(
+    path: Annotated[Path, typer.Argument(help="A skip-trace result file (CSV, layout v1).")],
+) -> None:
+    """Load a skip-trace vendor's results: accepted ones update the contact details recoup
+    uses (billing's are never overwritten); bad lines go to ops.skip_quarantine."""
+    settings = _settings()
+    from flows.lib.skip_results import import_skip_results
+
+    outcome = _with_warehouse(
+        settings,
+        "skip-trace import",
+        lambda connection: import_skip_results(
+            connection, path, settings=settings.skip_tracing, today=settings.today()
+        ),
+    )
+    console.print(str(outcome), highlight=False, soft_wrap=True)
+
+
+@skip_app.command("returned")
+def skip_trace_returned(
+    path: Annotated[
+        Path, typer.Argument(help="Returned letters or invalid phone numbers (CSV, layout v1).")
+    ],
+) -> None:
+    """Record letters that came back and phone numbers found invalid: the ladder stops using
+    them and the customers become skip-trace candidates."""
+    settings = _settings()
+    from flows.lib.skip_results import import_returned_contacts
+
+    outcome = _with_warehouse(
+        settings,
+        "skip-trace returned",
+        lambda connection: import_returned_contacts(connection, path, today=settings.today()),
+    )
+    console.print(str(outcome), highlight=False, soft_wrap=True)
+
+
+@skip_app.command("status")
+def skip_trace_status() -> None:
+    """Skip-trace requests per status, and lines waiting in quarantine."""
+    settings = _settings()
+    from flows.lib.summaries import skip_trace_rows
+
+    connection = _read_only(settings)
+    try:
+        requests, quarantined = skip_trace_rows(connection)
+    finally:
+        connection.close()
+    if requests:
+        _print_table("Skip-trace requests (ops.skip_requests)", requests)
+    else:
+        console.print("No skip-trace request has been made.")
+    if quarantined:
+        lines = "line" if quarantined == 1 else "lines"
+        console.print(f"{quarantined:,} {lines} in quarantine: see ops.skip_quarantine.")
+
+
+def _with_warehouse(settings: Settings, holder: str, work):
+    """Run `work(connection)` on the warehouse, holding the run lock."""
+    from flows.lib.run_lock import run_lock
+    from flows.lib.warehouse import open_warehouse
+
+    with run_lock(settings.path("state"), holder, settings.ingest.lock_wait_seconds):
+        connection = open_warehouse(settings.warehouse_path)
+        try:
+            return work(connection)
+        finally:
+            connection.close()
 
 
 # --- printing ----------------------------------------------------------------------------

@@ -56,6 +56,7 @@ from flows.lib.runs import (
     select_steps,
 )
 from flows.lib.servicing import ServicingOutcome
+from flows.lib.skip_tracing import SkipTraceOutcome
 from flows.lib.warehouse import WarehouseBusy, open_warehouse
 from flows.tasks.agencies import place_with_agencies
 from flows.tasks.build import build_marts
@@ -70,9 +71,9 @@ from flows.tasks.events import import_email_events
 from flows.tasks.gates import check_marts, check_raw_batch
 from flows.tasks.load import load_batches
 from flows.tasks.report import write_the_run_report
-from flows.tasks.servicing import servicing_queues
+from flows.tasks.servicing import servicing_queues, skip_trace
 
-NOT_BUILT_YET = ("skip tracing",)  # the credit-bureau file is monthly: flows/monthly_bureau.py
+NOT_BUILT_YET: tuple[str, ...] = ()  # the credit-bureau file is monthly: flows/monthly_bureau.py
 logger = logging.getLogger(__name__)
 
 
@@ -91,6 +92,7 @@ class RunSummary:
     contacts: list[ChannelOutcome] = field(default_factory=list)
     placements: PlacementOutcome | None = None
     servicing: ServicingOutcome | None = None
+    skip_tracing: SkipTraceOutcome | None = None
     diff: dict[str, object] | None = None
     record: RunRecord | None = None
     files: list[str] = field(default_factory=list)
@@ -262,9 +264,14 @@ def _run_steps(
                 run.plan_rows = plan_by_stage(connection)
             if run.dry_run:
                 _write_dry_run(run, settings, connection)
-        if not acting:  # a dry run sends nothing and places nothing
+        if not acting:  # a dry run sends nothing, places nothing and requests nothing
             for step in ("recheck", "email", "letters", "queue", "agencies", "servicing"):
                 record.skip(step)
+            if record.runs("skip_trace"):
+                with record.step("skip_trace"):
+                    run.skip_tracing = skip_trace(
+                        connection, settings, run.as_of, run.run_id, dry_run=True
+                    )
             return
         if record.runs("recheck"):
             with record.step("recheck"):
@@ -289,6 +296,10 @@ def _run_steps(
             with record.step("servicing"):
                 run.servicing = servicing_queues(connection, settings, run.as_of)
                 run.files += run.servicing.files
+        if record.runs("skip_trace"):
+            with record.step("skip_trace"):
+                run.skip_tracing = skip_trace(connection, settings, run.as_of, run.run_id)
+                run.files += run.skip_tracing.files
     finally:
         connection.close()
 
@@ -300,6 +311,21 @@ def _servicing_summary(outcome: ServicingOutcome | None) -> dict[str, object] | 
         "refunds": outcome.refunds,
         "refund_amounts": {c: str(a) for c, a in sorted(outcome.refund_amounts.items())},
         "discrepancies": dict(sorted(outcome.discrepancies.items())),
+    }
+
+
+def _skip_trace_summary(outcome: SkipTraceOutcome | None) -> dict[str, object] | None:
+    if outcome is None:
+        return None
+    return {
+        "candidates": outcome.total_candidates,
+        "reasons": dict(sorted(outcome.candidates.items())),
+        "waiting": outcome.waiting,
+        "new_requests": outcome.new_requests,
+        "requested": outcome.requested,
+        "expired": outcome.expired,
+        "open_requests": outcome.open_requests,
+        "dry_run": outcome.dry_run,
     }
 
 
@@ -425,6 +451,7 @@ def summary_of(run: RunSummary) -> dict[str, object]:
         "rechecked": run.rechecked,
         "placements": asdict(run.placements) if run.placements is not None else None,
         "servicing": _servicing_summary(run.servicing),
+        "skip_tracing": _skip_trace_summary(run.skip_tracing),
         "diff": run.diff,
         "files": run.files,
         "not_built_yet": list(run.not_built_yet),

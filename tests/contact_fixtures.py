@@ -62,8 +62,26 @@ CUSTOMER_DEFAULTS: dict[str, object] = {
     "email": "ann@example.com",
     "phone": "+15125550100",
     "address_line1": "1 Main St",
+    "address_line2": None,
     "city": "Austin",
+    "state": "TX",
     "postal_code": "78701",
+    "country": "US",
+    "date_of_birth": None,
+    "ssn_last4": None,
+    "email_updated_on": None,
+    "address_updated_on": None,
+    "phone_updated_on": None,
+    "is_address_returned": False,
+    "is_phone_invalid": False,
+}
+CUSTOMER_TYPES = {
+    "date_of_birth": "DATE",
+    "email_updated_on": "DATE",
+    "address_updated_on": "DATE",
+    "phone_updated_on": "DATE",
+    "is_address_returned": "BOOLEAN",
+    "is_phone_invalid": "BOOLEAN",
 }
 
 
@@ -102,7 +120,7 @@ def make_marts(
         connection,
         "marts.dim_customers",
         CUSTOMER_DEFAULTS,
-        {},
+        CUSTOMER_TYPES,
         customers if customers is not None else [a_customer()],
     )
 

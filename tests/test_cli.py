@@ -42,12 +42,16 @@ def test_demo_generates_loads_and_says_where_the_warehouse_is(demo_home) -> None
     assert "Generated" in result.stdout
     assert "quarantined 5" in result.stdout
     assert f"Warehouse: {home / 'warehouse' / 'recoup.duckdb'}" in result.stdout
-    assert "Not built yet, skipped" in result.stdout
+    assert "Not built yet" not in result.stdout
     said = " ".join(result.stdout.split())
     assert "Agencies: placed 0; recalled 0;" in said  # a first day: nobody at the agency stage
     servicing = home / "out" / "servicing" / "2026-11-23"
     assert "Servicing queues: refunds due" in said and f"files in {servicing}" in said
     assert (servicing / "refund_queue.csv").is_file()
+    skips = home / "out" / "skip_tracing" / "2026-11-23"
+    assert "Skip tracing: skip tracing:" not in said
+    assert "Skip tracing: " in said and f"files in {skips}" in said
+    assert (skips / "skip_requests.csv").is_file()
     assert "Traceback" not in result.stdout + result.stderr
 
 
@@ -239,3 +243,32 @@ def test_agencies_import_refuses_a_wrong_file_and_quarantines_bad_lines(demo_hom
     again = recoup(home, "agencies", "import", str(lines), "--agency", "summit")
     said = " ".join(again.stdout.split())
     assert "already loaded for summit" in said and "nothing changed" in said
+
+
+def test_skip_trace_commands_record_returned_contacts_and_refuse_a_wrong_file(
+    demo_home,
+) -> None:
+    home, _ = demo_home
+    wrong = home / "skip_results_wrong.csv"
+    wrong.write_text("request,customer,new_email\nR1,C1,a@example.com\n", encoding="utf-8")
+    refused = recoup(home, "skip-trace", "import", str(wrong))
+    assert refused.returncode == 1
+    said = " ".join(refused.stderr.split())
+    assert "skip_results_wrong.csv" in said and "Nothing from this file was loaded" in said
+    assert "Traceback" not in refused.stderr
+
+    returned = home / "returned.csv"
+    returned.write_text(
+        "customer_id,channel,reported_on,reason,reference\n"
+        "C0000004,letter,2026-11-23,moved,\n"
+        "NO-SUCH-CUSTOMER,phone,2026-11-23,,\n",
+        encoding="utf-8",
+    )
+    loaded = recoup(home, "skip-trace", "returned", str(returned))
+    assert loaded.returncode == 0, loaded.stderr
+    said = " ".join(loaded.stdout.split())
+    assert "2 lines read, 1 loaded, 1 quarantined" in said and "unknown_customer 1" in said
+    status = recoup(home, "skip-trace", "status")
+    assert status.returncode == 0, status.stderr
+    assert "No skip-trace request has been made." in status.stdout
+    assert "1 line in quarantine: see ops.skip_quarantine." in status.stdout

@@ -102,6 +102,80 @@ def test_a_bounced_or_unsubscribed_address_is_not_emailed(warehouse) -> None:
     assert plan_rows(warehouse) == {"A1": ("suppressed", "email_hard_bounce")}
 
 
+@pytest.mark.parametrize(
+    ("stage", "customer", "expected"),
+    [
+        pytest.param(a_stage("final_notice"), a_customer(is_address_returned=True),
+                     ("suppressed", "address_returned"), id="a letter came back from there"),
+        pytest.param(a_stage("manager_review"), a_customer(is_phone_invalid=True),
+                     ("suppressed", "phone_invalid"), id="the number is invalid"),
+        pytest.param(a_stage("reminder_1"), a_customer(is_address_returned=True,
+                     is_phone_invalid=True), ("planned", None), id="email still works"),
+    ],
+)  # fmt: skip
+def test_a_returned_address_or_invalid_phone_is_not_used(
+    warehouse, stage: dict, customer: dict, expected: tuple
+) -> None:
+    make_marts(warehouse, [stage], [customer])
+    assert plan_rows(warehouse) == {"A1": expected}
+
+
+def test_new_contact_details_put_the_account_back_in_its_stage_under_a_new_key(warehouse) -> None:
+    """The stage's email went to an address that bounced; a skip-trace result gave a new one
+    yesterday: the account re-enters the stage on that day, and the new address is emailed."""
+    entered = AS_OF - dt.timedelta(days=5)
+    make_marts(
+        warehouse,
+        [a_stage("reminder_1", stage_entered_date=entered)],
+        [a_customer(email="ann.new@example.com", email_updated_on=YESTERDAY)],
+    )
+    old_key = contacted(warehouse, day=entered, entered=entered)
+    plan = commit_plan(warehouse, build_plan(warehouse, CONTACT, AS_OF, "run-1"))
+    assert plan.planned() == {"email": 1}
+    rows = warehouse.execute(
+        "select action_key, stage_entered_date, reentered_on, status from ops.action_ledger "
+        "where action_key <> ?",
+        [old_key],
+    ).fetchall()
+    new_key = action_key("A1", "reminder_1", "email", POLICY, entered, YESTERDAY)
+    assert rows == [(new_key, entered, YESTERDAY, "planned")]
+    assert new_key not in (old_key, action_key("A1", "reminder_1", "email", POLICY, entered))
+    # the same day again plans nothing more
+    assert build_plan(warehouse, CONTACT, AS_OF, "run-2").planned() == {}
+
+
+@pytest.mark.parametrize(
+    ("updated_on", "expected"),
+    [
+        pytest.param(AS_OF - dt.timedelta(days=6), ("suppressed", "already_contacted"),
+                     id="changed before the stage began: no re-entry"),
+        pytest.param(AS_OF + dt.timedelta(days=1), ("suppressed", "already_contacted"),
+                     id="changed after the run's date (a rerun for a past date): no re-entry"),
+        pytest.param(AS_OF, ("planned", None), id="changed on the run's date"),
+    ],
+)  # fmt: skip
+def test_a_re_entry_needs_details_changed_inside_the_stay(
+    warehouse, updated_on: dt.date, expected: tuple
+) -> None:
+    entered = AS_OF - dt.timedelta(days=5)
+    make_marts(
+        warehouse,
+        [a_stage("reminder_1", stage_entered_date=entered)],
+        [a_customer(email_updated_on=updated_on)],
+    )
+    contacted(warehouse, day=entered, entered=AS_OF - dt.timedelta(days=30))  # another key
+    assert plan_rows(warehouse) == {"A1": expected}
+
+
+def test_catch_up_counts_from_the_re_entry(warehouse) -> None:
+    entered = AS_OF - dt.timedelta(days=20)  # beyond catch_up_days
+    stages = [a_stage("final_notice", stage_entered_date=entered)]
+    make_marts(warehouse, stages, [a_customer(address_updated_on=YESTERDAY)])
+    assert plan_rows(warehouse) == {"A1": ("planned", None)}
+    make_marts(warehouse, stages, [a_customer(email_updated_on=YESTERDAY)])  # not the letter's
+    assert plan_rows(warehouse) == {}
+
+
 def test_the_email_cap_per_seven_days_defers(warehouse) -> None:
     make_marts(warehouse, [a_stage("reminder_2")])
     for days_back in (3, 5, 6):  # three emails inside the last seven days

@@ -41,7 +41,7 @@ def test_the_ingest_flow_reads_a_relative_path_inside_recoup_home(
     assert outcome.folder == recoup_home / "inbox" / "b1"
 
 
-def test_the_daily_run_loads_the_inbox_once_and_names_the_steps_not_built(
+def test_the_daily_run_loads_the_inbox_once_and_writes_the_servicing_files(
     prefect_api, recoup_home: Path
 ) -> None:
     from flows.daily_dunning import daily_dunning
@@ -53,7 +53,7 @@ def test_the_daily_run_loads_the_inbox_once_and_names_the_steps_not_built(
     assert [batch.batch_id for batch in first.batches] == [1, 2]  # oldest folder first
     again = daily_dunning(as_of=dt.date(2026, 11, 21))
     assert [batch.changed for batch in again.batches] == [False, False]
-    assert "skip tracing" in again.not_built_yet
+    assert again.not_built_yet == ()
     # the servicing queues are written for the date, whole, by every run
     folder = recoup_home / "out" / "servicing" / "2026-11-21"
     refunds = (folder / "refund_queue.csv").read_text(encoding="utf-8").splitlines()
@@ -64,6 +64,8 @@ def test_the_daily_run_loads_the_inbox_once_and_names_the_steps_not_built(
         .startswith("discrepancy_key,reason,account_id")
     )
     assert again.servicing is not None and again.servicing.refunds == len(refunds) - 1
+    requests = recoup_home / "out" / "skip_tracing" / "2026-11-21" / "skip_requests.csv"
+    assert requests.read_text(encoding="utf-8").startswith("request_id,customer_id,")
     connection = open_warehouse(recoup_home / "warehouse" / "recoup.duckdb", read_only=True)
     assert connection.execute("select amount::VARCHAR from raw.invoices_latest").fetchall() == [
         ("99.00",)

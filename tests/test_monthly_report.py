@@ -262,6 +262,7 @@ def test_an_empty_warehouse_gives_a_report_that_says_so(empty: duckdb.DuckDBPyCo
         "collections",
         "agency",
         "servicing",
+        "skip_tracing",
     ):
         assert report[key]["available"] is False
         assert report[key]["note"]
@@ -423,3 +424,37 @@ def test_the_servicing_queues_of_the_latest_run_in_the_month(
     ]
     october = build_monthly_report(full, "2026-10")["servicing"]
     assert october["available"] is False and "not in 2026-10" in october["note"]
+
+
+def test_the_month_s_skip_trace_requests_and_the_open_queue(
+    full: duckdb.DuckDBPyConnection,
+) -> None:
+    types = {
+        "as_of_date": "DATE", "requested_on": "DATE", "reasons": "VARCHAR",
+        "request_status": "VARCHAR", "is_open": "BOOLEAN", "age_days": "INTEGER",
+        "fields_updated": "VARCHAR",
+    }  # fmt: skip
+    rows = [
+        {"as_of_date": "2026-11-30", "requested_on": "2026-11-02", "request_status": "found",
+         "reasons": "email_hard_bounce", "is_open": False, "age_days": 4,
+         "fields_updated": "email"},
+        {"as_of_date": "2026-11-30", "requested_on": "2026-11-10", "request_status": "not_found",
+         "reasons": "email_hard_bounce, no_usable_channel", "is_open": False, "age_days": 6,
+         "fields_updated": None},
+        {"as_of_date": "2026-11-30", "requested_on": "2026-11-20", "request_status": "open",
+         "reasons": "letter_returned", "is_open": True, "age_days": 10, "fields_updated": None},
+        {"as_of_date": "2026-11-30", "requested_on": "2026-10-20", "request_status": "open",
+         "reasons": "phone_invalid", "is_open": True, "age_days": 41, "fields_updated": None},
+    ]  # fmt: skip
+    a_table(full, "marts.fct_skip_trace_requests", types, rows)
+    report = build_monthly_report(full, MONTH)
+    data = report["skip_tracing"]
+    assert data["requested"] == 3 and data["found_rate"] == 0.5  # of the two answered
+    assert data["open_now"] == 2 and data["oldest_open_days"] == 41  # October's still waits
+    [section] = [s for s in monthly_report_sections(report) if s["key"] == "skip_tracing"]
+    assert [table["rows"] for table in section["tables"]] == [
+        [["email hard bounce", "2"], ["letter returned", "1"], ["no usable channel", "1"]],
+        [["found", "1", "4"], ["not found", "1", "6"], ["open", "1", "10"]],
+        [["email", "1"]],
+    ]
+    assert "found new contact details for 50%" in section["notes"][0]

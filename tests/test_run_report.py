@@ -340,3 +340,25 @@ def test_the_servicing_queues_show_refunds_and_discrepancies(
     assert "**Servicing:** refunds due 2 (CAD 10.00; USD 1,250.50)" in markdown
     assert "refund_exceeds_credit 1; suspected_duplicate_payment 2" in markdown
     assert build_run_report(connection, summary)["servicing"] is None
+
+
+def test_the_skip_trace_step_shows_candidates_and_requests(
+    connection: duckdb.DuckDBPyConnection,
+) -> None:
+    skips = {
+        "candidates": 3, "reasons": {"email_hard_bounce": 2, "no_usable_channel": 1},
+        "waiting": 1, "new_requests": 2, "requested": 2, "expired": 0, "open_requests": 4,
+        "dry_run": False,
+    }  # fmt: skip
+    summary = {"run_id": "0123456789", "as_of": "2026-12-01", "status": "succeeded"}
+    report = build_run_report(connection, {**summary, "skip_tracing": skips})
+    html = render_run_report_html(report)
+    assert "<h2>Skip tracing</h2>" in html and "email hard bounce" in html
+    assert "out/skip_tracing/2026-12-01/skip_requests.csv" in html
+    markdown = run_report_markdown(report).replace("\\_", "_")
+    assert "**Skip tracing:** candidates 3 (email_hard_bounce 2; no_usable_channel 1)" in markdown
+    assert "new requests 2 · waiting on an earlier request 1 · open 4" in markdown
+    dry = build_run_report(connection, {**summary, "skip_tracing": {**skips, "dry_run": True}})
+    assert "would request 2" in run_report_markdown(dry)
+    assert "skip_requests.csv" not in render_run_report_html(dry)
+    assert build_run_report(connection, summary)["skip_tracing"] is None

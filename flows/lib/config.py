@@ -405,6 +405,36 @@ class ServicingSettings(_Section):
         }
 
 
+class SkipTracingSettings(_Section):
+    """Skip tracing: finding customers whose contact details went stale
+    (`out/skip_tracing/<date>/`, docs/skip-tracing.md)."""
+
+    min_confidence: int = Field(
+        70,
+        ge=0,
+        le=100,
+        description="A skip-trace result is applied when the vendor's confidence (0-100) is at "
+        "least this; a lower one is recorded and not used.",
+    )
+    result_wait_days: int = Field(
+        30,
+        ge=1,
+        le=365,
+        description="Days a request waits for its result; then it expires and the customer may "
+        "be requested again.",
+    )
+    resubmit_after_days: int = Field(
+        90,
+        ge=1,
+        le=730,
+        description="Days after a request before the same customer is requested again when "
+        "the result found nothing usable.",
+    )
+    vendor: str = Field(
+        "skip-trace-vendor", min_length=1, description="Who receives the request files."
+    )
+
+
 class DemoSettings(_Section):
     accounts: int = Field(20_000, ge=10, le=5_000_000)
     seed: int = Field(42, ge=0)
@@ -423,6 +453,7 @@ class Settings(_Section):
     placement: AgencyPlacementSettings = AgencyPlacementSettings()
     bureau: BureauSettings = BureauSettings()
     servicing: ServicingSettings = ServicingSettings()
+    skip_tracing: SkipTracingSettings = SkipTracingSettings()
     demo: DemoSettings = DemoSettings()
     sendgrid_api_key: SecretStr | None = Field(
         None, description="From SENDGRID_API_KEY only; without it emails go to the outbox folder."

@@ -2,7 +2,8 @@
 
 The amounts and open items are the warehouse's for the run's as-of date (fct_account_aging and
 fct_invoice_aging, just built); the customer's name, address, email and phone are the newest
-the billing system sent (raw.customers_latest), so a correction loaded since planning is used.
+the billing system sent, with accepted skip-trace corrections (ops.customer_contacts,
+flows/lib/contact_details.py), so a correction loaded since planning is used.
 A template never computes: everything it shows is decided here or in the marts.
 """
 
@@ -229,7 +230,7 @@ def load_planned_contacts(
             itemization.credits_since,
             itemization.current_amount
         from planned
-        inner join raw.customers_latest as customers
+        inner join ops.customer_contacts as customers
             on planned.customer_id = customers.customer_id
         left join aging
             on planned.account_id = aging.account_id

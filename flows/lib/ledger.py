@@ -4,10 +4,11 @@ One row per action key in `ops.action_ledger`; every change of status is appende
 `ops.action_log`, so the ledger says where each contact stands and the log how it got there.
 
 The key is the exactly-once key of SPEC §5: account, stage, channel, policy version and the
-as-of date on which the account entered the stage. It is hashed into an opaque 32-character
-`action_key`, which is also the outbox id that travels to SendGrid in `custom_args` (no PII).
-A rerun of a day plans the same keys again, and a key that already went out is never planned
-or sent twice.
+as-of date on which the account entered the stage (and, after a skip-trace result gave the
+channel new contact details, the date it re-entered the stage: `reentered_on`). It is hashed
+into an opaque 32-character `action_key`, which is also the outbox id that travels to SendGrid
+in `custom_args` (no PII). A rerun of a day plans the same keys again, and a key that already
+went out is never planned or sent twice.
 
 Statuses (a contact moves left to right):
 
@@ -78,7 +79,8 @@ create table if not exists ops.action_ledger (
     owner VARCHAR,
     due_date DATE,
     last_event VARCHAR,
-    last_event_at TIMESTAMPTZ
+    last_event_at TIMESTAMPTZ,
+    reentered_on DATE
 )
 """
 
@@ -136,22 +138,35 @@ def ensure_ops_schema(connection: duckdb.DuckDBPyConnection) -> None:
     connection.execute("create schema if not exists ops")
     for ddl in (LEDGER_DDL, LOG_DDL, EMAIL_EVENTS_DDL, EMAIL_SUPPRESSIONS_DDL):
         connection.execute(ddl)
+    # a ledger made before skip tracing: the key's re-entry date came later
+    connection.execute("alter table ops.action_ledger add column if not exists reentered_on DATE")
     for table, comment in COMMENTS.items():
         connection.execute(f"comment on table {table} is '{comment}'")
 
 
 def action_key(
-    account_id: str, stage: str, channel: str, policy_version: str, stage_entered_date: dt.date
+    account_id: str,
+    stage: str,
+    channel: str,
+    policy_version: str,
+    stage_entered_date: dt.date,
+    reentered_on: dt.date | None = None,
 ) -> str:
-    """The opaque outbox id of one contact; `ACTION_KEY_SQL` computes the same in SQL."""
-    text = "|".join((account_id, stage, channel, policy_version, stage_entered_date.isoformat()))
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+    """The opaque outbox id of one contact; `ACTION_KEY_SQL` computes the same in SQL.
+
+    `reentered_on` is set when the account re-entered its stage on this channel because new
+    contact details were accepted after it entered (a skip-trace result): the contact to the
+    old details and the one to the new ones are two keys. Without it the key is unchanged."""
+    parts = [account_id, stage, channel, policy_version, stage_entered_date.isoformat()]
+    if reentered_on is not None:
+        parts.append(reentered_on.isoformat())
+    return hashlib.sha256("|".join(parts).encode("utf-8")).hexdigest()[:32]
 
 
-# the same key in DuckDB SQL, over columns of these names
+# the same key in DuckDB SQL, over columns of these names (concat_ws skips a null reentered_on)
 ACTION_KEY_SQL = (
     "left(sha256(concat_ws('|', account_id, stage, channel, policy_version, "
-    "strftime(stage_entered_date, '%Y-%m-%d'))), 32)"
+    "strftime(stage_entered_date, '%Y-%m-%d'), strftime(reentered_on, '%Y-%m-%d'))), 32)"
 )
 
 

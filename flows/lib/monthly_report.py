@@ -131,6 +131,7 @@ def build_monthly_report(
         "collections": _collections(connection, first, last),
         "agency": _agency(connection, first, last),
         "servicing": _servicing(connection, first, last),
+        "skip_tracing": _skip_tracing(connection, first, last),
     }
 
 
@@ -664,6 +665,53 @@ def _servicing(
     }
 
 
+def _skip_tracing(
+    connection: duckdb.DuckDBPyConnection, first: dt.date, last: dt.date
+) -> dict[str, Any]:
+    """The month's skip-trace requests (per reason, and where they stand now) and the queue
+    the latest run left (marts.fct_skip_trace_requests holds every request up to its date)."""
+    if not mart_exists(connection, "fct_skip_trace_requests"):
+        return _missing("marts.fct_skip_trace_requests")
+    month = [first, last]
+    made = "from marts.fct_skip_trace_requests where requested_on between ? and ?"
+    reasons = connection.execute(
+        f"select reason, count(*) from (select unnest(string_split(reasons, ', ')) as reason "
+        f"{made}) group by reason order by reason",
+        month,
+    ).fetchall()
+    statuses = connection.execute(
+        f"select request_status, count(*), median(age_days) {made} "
+        "group by request_status order by request_status",
+        month,
+    ).fetchall()
+    updated = connection.execute(
+        f"select field_group, count(*) from (select unnest(string_split(fields_updated, ', ')) "
+        f"as field_group {made} and fields_updated is not null) group by all order by all",
+        month,
+    ).fetchall()
+    queue = connection.execute(
+        "select max(as_of_date), count(*) filter (where is_open), "
+        "max(age_days) filter (where is_open) from marts.fct_skip_trace_requests"
+    ).fetchall()[0]
+    requested = sum(count for _, count, _ in statuses)
+    answered = sum(count for status, count, _ in statuses if status in ("found", "not_found"))
+    found = sum(count for status, count, _ in statuses if status == "found")
+    return {
+        "available": True,
+        "as_of_date": _iso(queue[0]),
+        "requested": requested,
+        "found_rate": (found / answered) if answered else None,
+        "reasons": [{"reason": reason, "customers": count} for reason, count in reasons],
+        "statuses": [
+            {"status": status, "requests": count, "median_days": median}
+            for status, count, median in statuses
+        ],
+        "updated": [{"field_group": group, "customers": count} for group, count in updated],
+        "open_now": int(queue[1] or 0),
+        "oldest_open_days": queue[2],
+    }
+
+
 def _accounts(count: int) -> str:
     return f"{count:,} account was" if count == 1 else f"{count:,} accounts were"
 
@@ -735,6 +783,7 @@ def monthly_report_sections(
         ("collections", "Collections by channel", _collection_section),
         ("agency", "Agency performance", _agency_section),
         ("servicing", "Refunds and payment discrepancies", _servicing_section),
+        ("skip_tracing", "Skip tracing", _skip_tracing_section),
     )
     sections = []
     for key, title, build in builders:
@@ -1094,6 +1143,49 @@ def _servicing_section(report: Mapping[str, Any], data: Mapping[str, Any]) -> tu
             ],
             (False, True, True),
             "Payment discrepancies",
+        ),
+    ]
+    return notes, [table for table in tables if table["rows"]]
+
+
+def _skip_tracing_section(report: Mapping[str, Any], data: Mapping[str, Any]) -> tuple[list, list]:
+    rate = data["found_rate"]
+    notes = [
+        f"{_count(data['requested'])} customers sent to skip tracing in the month"
+        + (f"; the vendor found new contact details for {rate:.0%} of those answered" if rate
+           is not None else "")
+        + f". The queue the run of {data['as_of_date']} left: {_count(data['open_now'])} open"
+        + (f", the oldest {data['oldest_open_days']} days" if data["oldest_open_days"] else "")
+        + " (marts.fct_skip_trace_requests)."
+    ]  # fmt: skip
+    tables = [
+        _table(
+            ("reason", "customers"),
+            [
+                [row["reason"].replace("_", " "), _count(row["customers"])]
+                for row in data["reasons"]
+            ],
+            (False, True),
+            "Why they were requested (a customer can have several reasons)",
+        ),
+        _table(
+            ("status now", "requests", "median days"),
+            [
+                [
+                    row["status"].replace("_", " "),
+                    _count(row["requests"]),
+                    "" if row["median_days"] is None else f"{row['median_days']:.0f}",
+                ]
+                for row in data["statuses"]
+            ],
+            (False, True, True),
+            "The month's requests",
+        ),
+        _table(
+            ("details updated", "customers"),
+            [[row["field_group"], _count(row["customers"])] for row in data["updated"]],
+            (False, True),
+            "What accepted results changed",
         ),
     ]
     return notes, [table for table in tables if table["rows"]]

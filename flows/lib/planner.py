@@ -7,6 +7,11 @@ stage). Accounts that entered the stage up to `contact.catch_up_days` ago still 
 contact that was deferred, cancelled by a payment or refused by the provider is planned again
 while it is still due; a key that was sent, maybe sent or suppressed never is.
 
+When a skip-trace result gives the stage's channel new contact details after the account
+entered the stage (dim_customers.email_updated_on, address_updated_on, phone_updated_on), the
+account re-enters the stage on that day: the key carries the date (`reentered_on`), catch-up
+counts from it, and the contact to the old details does not make the new one a duplicate.
+
 Each candidate is judged by the guardrails, in this order; the first that applies is recorded
 as its status and reason:
 
@@ -17,7 +22,9 @@ as its status and reason:
 - email: a consumer's address at an employer's domain (`contact.work_email_domains`)
   → suppressed, work_email
 - letter: no postal address → suppressed, no_postal_address
+- letter: a letter to this address came back (returned-mail import) → suppressed, address_returned
 - phone: no phone number, or a do_not_call flag → suppressed, no_phone_number / do_not_call
+- phone: the number was reported invalid → suppressed, phone_invalid
 - every channel but manager: the stage was contacted under another key and the account never
   left it since (a rerun for a past date can date a stage entry differently)
   → suppressed, already_contacted
@@ -129,7 +136,7 @@ def build_plan(
             select * from marts.fct_account_stage_history
         ),
 
-        today as (
+        in_stage as (
             select
                 history.*,
                 history.stage_channel as channel
@@ -139,11 +146,45 @@ def build_plan(
                 and history.stage_order > 0
                 and not history.is_held
                 and history.stage_channel in {_sql_list(LEDGER_CHANNELS)}
-                and history.as_of_date - history.stage_entered_date <= $catch_up_days
                 and {scope_sql}
+        ),
+
+        -- new contact details for the stage's channel accepted after the account entered the
+        -- stage (a skip-trace result): the account re-enters the stage on that day, a new key
+        reentries as (
+            select
+                in_stage.*,
+                case
+                    when updated.updated_on > in_stage.stage_entered_date
+                        and updated.updated_on <= $as_of
+                        then updated.updated_on
+                end as reentered_on
+            from in_stage
+            left join (
+                select customer_id, 'email' as channel, email_updated_on as updated_on
+                from marts.dim_customers where email_updated_on is not null
+                union all
+                select customer_id, 'letter', address_updated_on
+                from marts.dim_customers where address_updated_on is not null
+                union all
+                select customer_id, 'phone', phone_updated_on
+                from marts.dim_customers where phone_updated_on is not null
+            ) as updated
+                on
+                    in_stage.customer_id = updated.customer_id
+                    and in_stage.channel = updated.channel
+        ),
+
+        today as (
+            select reentries.*
+            from reentries
+            where
+                reentries.as_of_date
+                - greatest(reentries.stage_entered_date, reentries.reentered_on)
+                <= $catch_up_days
                 -- placed with an agency: internal dunning stops (the hold follows in the
                 -- next build; this covers the day of placement)
-                and history.account_id not in (
+                and reentries.account_id not in (
                     select placements.account_id from ops.placements as placements
                     where placements.status = 'open'
                 )
@@ -242,6 +283,11 @@ def build_plan(
                     and candidates.stage = contacts.stage
                     and candidates.action_key <> contacts.action_key
                     and abs(contacts.contact_day - $as_of) <= $stay_lookback_days
+                    -- a contact to the details replaced since is no duplicate
+                    and (
+                        candidates.reentered_on is null
+                        or contacts.contact_day >= candidates.reentered_on
+                    )
         ),
 
         run_days as (
@@ -314,8 +360,12 @@ def build_plan(
                             or customers.postal_code is null
                         )
                         then 'suppressed:no_postal_address'
+                    when candidates.channel = 'letter' and customers.is_address_returned
+                        then 'suppressed:address_returned'
                     when candidates.channel = 'phone' and customers.phone is null
                         then 'suppressed:no_phone_number'
+                    when candidates.channel = 'phone' and customers.is_phone_invalid
+                        then 'suppressed:phone_invalid'
                     when
                         candidates.channel = 'phone'
                         and list_contains(
@@ -393,6 +443,7 @@ def build_plan(
             stage_template as template,
             policy_version,
             stage_entered_date,
+            reentered_on,
             as_of_date,
             segment,
             currency,
@@ -444,14 +495,14 @@ def commit_plan(connection: duckdb.DuckDBPyConnection, plan: Plan) -> Plan:
             f"""
             insert into ops.action_ledger (
                 action_key, account_id, customer_id, stage, stage_order, channel, template,
-                policy_version, stage_entered_date, as_of_date, run_id, segment, currency,
-                total_open, collectible_amount, status, reason, times_planned, attempts,
-                planned_at, status_at
+                policy_version, stage_entered_date, reentered_on, as_of_date, run_id, segment,
+                currency, total_open, collectible_amount, status, reason, times_planned,
+                attempts, planned_at, status_at
             )
             select
                 action_key, account_id, customer_id, stage, stage_order, channel, template,
-                policy_version, stage_entered_date, as_of_date, ?, segment, currency,
-                total_open, collectible_amount, status, reason, 1, 0, now(), now()
+                policy_version, stage_entered_date, reentered_on, as_of_date, ?, segment,
+                currency, total_open, collectible_amount, status, reason, 1, 0, now(), now()
             from {PLAN_TABLE}
             where previous_status is null
             """,

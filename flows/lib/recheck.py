@@ -16,6 +16,8 @@ may have gained a hold. Each planned contact is cancelled, with its reason, when
 - placed_with_agency: the account is placed with a collection agency (internal dunning stops);
 - do_not_email / do_not_call: the flag in force today (email / phone only);
 - email_<why>: the address is on recoup's suppression list now (email only);
+- address_returned / phone_invalid: a letter to this address came back, or this number was
+  reported invalid (ops.contact_problems; letter / phone only);
 - no_longer_in_stage: planned by an earlier day's run, and on the run's date the account is
   not in that stay any more (it moved up or down the ladder, paid, or is held);
 - stale_plan: planned more than `contact.catch_up_days` before the run's date.
@@ -116,7 +118,7 @@ def cancel_outdated(
         ),
 
         customers as (
-            select * from raw.customers_latest
+            select * from ops.customer_contacts
         ),
 
         first_loads as (
@@ -312,6 +314,20 @@ def cancel_outdated(
             inner join ops.email_suppressions as suppressions
                 on lower(trim(customers.email)) = suppressions.email
             where pending.channel = 'email'
+
+            union all
+
+            select pending.action_key, 9, 'address_returned'
+            from pending
+            inner join customers on pending.customer_id = customers.customer_id
+            where pending.channel = 'letter' and customers.address_returned
+
+            union all
+
+            select pending.action_key, 10, 'phone_invalid'
+            from pending
+            inner join customers on pending.customer_id = customers.customer_id
+            where pending.channel = 'phone' and customers.phone_invalid
         )
 
         select action_key, arg_min(reason, rank) as reason

@@ -121,6 +121,7 @@ def build_run_report(
         ],
         "agencies": _agencies(summary.get("placements")),
         "servicing": _servicing(summary.get("servicing")),
+        "skip_tracing": _skip_tracing(summary.get("skip_tracing")),
         "files": [str(path) for path in summary.get("files") or []],
         "not_built_yet": [str(step) for step in summary.get("not_built_yet") or []],
         "warehouse": warehouse,
@@ -393,6 +394,25 @@ def _servicing(servicing: object) -> dict[str, Any] | None:
     }
 
 
+def _skip_tracing(skip_tracing: object) -> dict[str, Any] | None:
+    """The skip-trace step: candidates per reason, requests made and waiting; None when the
+    step did not run."""
+    if not isinstance(skip_tracing, Mapping):
+        return None
+    return {
+        "candidates": int(skip_tracing.get("candidates") or 0),
+        "reasons": [
+            {"reason": str(reason), "count": int(count)}
+            for reason, count in sorted((skip_tracing.get("reasons") or {}).items())
+        ],
+        **{
+            key: int(skip_tracing.get(key) or 0)
+            for key in ("waiting", "new_requests", "requested", "expired", "open_requests")
+        },
+        "dry_run": bool(skip_tracing.get("dry_run")),
+    }
+
+
 def _scope(scope: object) -> dict[str, Any]:
     if not isinstance(scope, Mapping):
         return {"segment": None, "accounts": None}
@@ -504,6 +524,7 @@ def run_report_markdown(report: Mapping[str, Any]) -> str:
         _md_contacts(report),
         _md_agencies(report.get("agencies")),
         _md_servicing(report.get("servicing")),
+        _md_skip_tracing(report.get("skip_tracing")),
         _md_warehouse(report["warehouse"]),
     ]
     if report["not_built_yet"]:
@@ -600,6 +621,20 @@ def _md_servicing(servicing: Mapping[str, Any] | None) -> str:
         f"**Servicing:** refunds due {servicing['refunds']:,}"
         + (f" ({amounts})" if amounts else "")
         + f" · payment discrepancies {reasons or 'none'}"
+    )
+
+
+def _md_skip_tracing(skip_tracing: Mapping[str, Any] | None) -> str:
+    if skip_tracing is None:
+        return ""
+    reasons = "; ".join(f"{_md(row['reason'])} {row['count']:,}" for row in skip_tracing["reasons"])
+    made = "would request" if skip_tracing["dry_run"] else "new requests"
+    return (
+        f"**Skip tracing:** candidates {skip_tracing['candidates']:,}"
+        + (f" ({reasons})" if reasons else "")
+        + f" · {made} {skip_tracing['new_requests']:,}"
+        + f" · waiting on an earlier request {skip_tracing['waiting']:,}"
+        + f" · open {skip_tracing['open_requests']:,} · expired {skip_tracing['expired']:,}"
     )
 
 

@@ -11,7 +11,7 @@ A run is a sequence of steps. Users name them in groups (`recoup run --only gate
 | events | events | import SendGrid events and opt-outs |
 | contact | plan, recheck, email, letters, queue | plan the day's contacts and send them |
 | agencies | agencies | recall from and place with collection agencies; their files |
-| servicing | servicing | the refund queue and the payment discrepancy queue, as files |
+| servicing | servicing, skip_trace | refund and discrepancy queues; skip-trace requests |
 | report | report | the run report (JSON, HTML, Prefect artifact) |
 
 Every step is recorded as done, failed or skipped with its seconds. A failed run keeps the
@@ -41,7 +41,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "events": ("events",),
     "contact": ("plan", "recheck", "email", "letters", "queue"),
     "agencies": ("agencies",),
-    "servicing": ("servicing",),
+    "servicing": ("servicing", "skip_trace"),
     "report": ("report",),
 }
 # the order steps run in (gate_raw before build, gate_warehouse after it)
@@ -58,6 +58,7 @@ STEPS: tuple[str, ...] = (
     "queue",
     "agencies",
     "servicing",
+    "skip_trace",
     "report",
 )
 GROUP_OF = {step: group for group, steps in GROUPS.items() for step in steps}

@@ -212,3 +212,23 @@ def agency_rows(connection: duckdb.DuckDBPyConnection) -> tuple[list[dict[str, o
         ],
         quarantined[0][0],
     )
+
+
+def skip_trace_rows(
+    connection: duckdb.DuckDBPyConnection,
+) -> tuple[list[dict[str, object]], int]:
+    """Skip-trace requests per status (with the oldest request date), and quarantined lines."""
+    rows = connection.execute(
+        """
+        select status, count(*), min(requested_on), max(requested_on)
+        from ops.skip_requests group by status order by status
+        """
+    ).fetchall()
+    quarantined = connection.execute("select count(*) from ops.skip_quarantine").fetchall()
+    return (
+        [
+            {"status": status, "requests": count, "oldest": str(oldest), "newest": str(newest)}
+            for status, count, oldest, newest in rows
+        ],
+        quarantined[0][0],
+    )

@@ -11,9 +11,11 @@ from pathlib import Path
 import duckdb
 
 from flows.lib.bureau_records import ensure_bureau_schema
+from flows.lib.contact_details import ensure_contact_schema
 from flows.lib.contract import ENTITIES, STORAGE_TYPE, Entity
 from flows.lib.ledger import ensure_ops_schema
 from flows.lib.placements import ensure_agency_schema
+from flows.lib.skip_tracing import ensure_skip_schema
 
 RAW_SCHEMA = "raw"
 LOAD_METADATA_COLUMNS = (
@@ -48,6 +50,8 @@ def open_warehouse(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyCon
         ensure_ops_schema(connection)  # the action ledger: dbt's contact marts read it
         ensure_agency_schema(connection)  # placements and remittances: dbt reads them too
         ensure_bureau_schema(connection)  # what the bureaus hold: placements carry its DOFD
+        ensure_contact_schema(connection)  # the contact details in use: skip-trace overrides
+        ensure_skip_schema(connection)  # skip-trace requests, results and their quarantine
     return connection
 
 

@@ -6,26 +6,44 @@ customers as (
 
 ),
 
+contacts as (
+
+    select * from {{ ref('stg_ops__customer_contacts') }}
+
+),
+
 final as (
 
     select
-        customer_id,
-        customer_type,
-        full_name,
-        email,
-        phone,
-        address_line1,
-        address_line2,
-        city,
-        state,
-        postal_code,
-        country,
-        timezone,
-        language,
-        ssn_last4,
-        date_of_birth,
-        created_at
+        customers.customer_id,
+        customers.customer_type,
+        customers.full_name,
+        contacts.email,
+        contacts.phone,
+        contacts.address_line1,
+        contacts.address_line2,
+        contacts.city,
+        contacts.state,
+        contacts.postal_code,
+        contacts.country,
+        customers.timezone,
+        customers.language,
+        customers.ssn_last4,
+        customers.date_of_birth,
+        customers.created_at,
+        contacts.email_source,
+        contacts.phone_source,
+        contacts.address_source,
+        contacts.email_updated_on,
+        contacts.phone_updated_on,
+        contacts.address_updated_on,
+        contacts.is_address_returned,
+        contacts.is_phone_invalid,
+        customers.email as billing_email,
+        customers.phone as billing_phone
     from customers
+    inner join contacts
+        on customers.customer_id = contacts.customer_id
 
 )
 
