@@ -255,3 +255,7 @@ def test_bounce_request_result_and_the_next_run_emails_the_new_address(
     connection.close()
     assert rows == [("old@example.com", None, "sent"), ("new@example.com", day2, "sent")]
     assert statuses == [("found",)]
+    # four builds for three dates: dbt parsed the project once, then reused its manifest
+    dbt_log = (recoup_home / "state" / "dbt" / "logs" / "dbt.log").read_text(encoding="utf-8")
+    assert "Unable to do partial parsing because config vars" not in dbt_log
+    assert dbt_log.count("Starting full parse") == 1

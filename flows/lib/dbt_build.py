@@ -50,7 +50,8 @@ def build_warehouse(
         "--profiles-dir", str(DBT_PROJECT),
         "--target-path", str(target),
         "--log-path", str(state_folder / "dbt" / "logs"),
-        "--vars", json.dumps({**(variables or {}), "as_of_date": as_of.isoformat()}),
+        "--vars", json.dumps(dict(variables or {}) if not unit_tests_only
+                             else {**(variables or {}), "as_of_date": as_of.isoformat()}),
         "--no-use-colors",
     ]  # fmt: skip
     arguments += ["--select" if unit_tests_only else "--exclude", "test_type:unit"]
@@ -59,6 +60,11 @@ def build_warehouse(
         "RECOUP_WAREHOUSE_PATH": str(warehouse),
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
     }
+    # the date goes in the environment, read when dbt executes (macros/as_of_date.sql): the
+    # vars stay the same from day to day, so dbt reuses its saved manifest (partial parsing)
+    environment.pop("RECOUP_AS_OF_DATE", None)
+    if not unit_tests_only:
+        environment["RECOUP_AS_OF_DATE"] = as_of.isoformat()
     completed = subprocess.run(
         arguments, env=environment, capture_output=True, text=True, check=False
     )
