@@ -42,6 +42,11 @@ STORAGE_TYPE: dict[ColumnKind, str] = {
 }
 
 
+# The longest value any text field may hold (names, addresses, ids, descriptions); a longer one
+# is quarantined as `too_long`, so a 100,000-character name never reaches a letter or an email.
+MAX_TEXT_CHARS = 1_000
+
+
 @dataclass(frozen=True)
 class Column:
     name: str
@@ -51,6 +56,7 @@ class Column:
     default: str | None = None  # value used when the field is empty
     allow_zero: bool = False  # an amount that may be 0 (a credit limit), else it must be > 0
     sensitive: bool = False  # never echo the value in an error message
+    multiline: bool = False  # free text that may hold tabs and line breaks (a description)
 
 
 @dataclass(frozen=True)
@@ -137,7 +143,7 @@ INVOICES = Entity(
         _c("due_date", "date"),
         _c("amount", "amount"),
         _c("currency", "currency"),
-        _optional("description"),
+        _optional("description", multiline=True),
     ),
     key=("invoice_id",),
     foreign_keys=(ForeignKey("account_id", "accounts", "account_id"),),
@@ -179,7 +185,7 @@ ADJUSTMENTS = Entity(
         _c("amount", "amount"),
         _c("currency", "currency"),
         _c("effective_date", "date"),
-        _optional("reason"),
+        _optional("reason", multiline=True),
     ),
     key=("adjustment_id",),
     foreign_keys=(

@@ -4,6 +4,12 @@ A batch is a folder with one file per entity, `<entity>.csv` or `<entity>.parque
 Everything here happens before the warehouse is touched: a file that cannot be parsed (no
 header, wrong header, not UTF-8, not CSV, a broken Parquet file) fails the whole batch with
 a message that names the file and says what to do, and nothing from the batch is loaded.
+
+recoup reads only inside the folder it is given: an export file that is a symbolic link to a
+file outside its batch folder, or a batch folder linked from outside the inbox, is refused
+(a link could make recoup load, or list in an error, any file the process can read). File
+names are shown with `repr` when they hold a line break or another control character, so a
+name cannot forge lines in a message or a log.
 """
 
 from __future__ import annotations
@@ -56,10 +62,7 @@ def batch_folders(path: Path) -> list[Path]:
         raise BatchError(f"{path} is a file; pass the folder that holds it (one file per entity).")
     if _export_candidates(path):
         return [path]
-    subfolders = sorted(
-        (child for child in path.iterdir() if child.is_dir() and _export_candidates(child)),
-        key=_natural_order,
-    )
+    subfolders = sorted(_batch_subfolders(path), key=_natural_order)
     if not subfolders:
         expected = ", ".join(f"{entity.name}.csv" for entity in ENTITIES)
         raise BatchError(
@@ -75,9 +78,7 @@ def inbox_batch_folders(inbox: Path) -> list[Path]:
         return []
     if _export_candidates(inbox):
         return [inbox]
-    return sorted(
-        child for child in inbox.iterdir() if child.is_dir() and _export_candidates(child)
-    )
+    return sorted(_batch_subfolders(inbox))
 
 
 def read_batch(folder: Path) -> Batch:
@@ -88,8 +89,9 @@ def read_batch(folder: Path) -> Batch:
     ignored: list[str] = []
     seen: dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
+        name = _shown_name(path.name)
         if path.name.startswith(".") or not path.is_file():
-            ignored.append(path.name)
+            ignored.append(name)
             continue
         stem, _, suffix = path.name.partition(".")
         entity = ENTITY_BY_NAME.get(stem.lower())
@@ -97,15 +99,21 @@ def read_batch(folder: Path) -> Batch:
         if entity is None:
             if suffix in FILE_FORMATS:
                 raise BatchError(
-                    f"{path.name}: '{stem}' is not an entity of the billing export; name files "
-                    f"after one of: {', '.join(ENTITY_BY_NAME)}."
+                    f"{name}: {stem!r} is not an entity of the billing export; name "
+                    f"files after one of: {', '.join(ENTITY_BY_NAME)}."
                 )
-            ignored.append(path.name)
+            ignored.append(name)
             continue
         if suffix not in FILE_FORMATS:
             raise BatchError(
-                f"{path.name}: only CSV (.csv) or Parquet (.parquet) files are read; "
+                f"{name}: only CSV (.csv) or Parquet (.parquet) files are read; "
                 f"export {entity.name} as {entity.name}.csv."
+            )
+        if not _inside(path, folder):
+            raise BatchError(
+                f"{name} in {_shown_name(str(folder))} is a symbolic link to a file outside "
+                "that folder; recoup reads only files inside the batch folder. Copy the file in "
+                "instead. Nothing from this batch was loaded."
             )
         if entity.name in seen:
             raise BatchError(
@@ -208,6 +216,35 @@ def _natural_order(folder: Path) -> list[tuple[int, int | str]]:
         for part in re.split(r"(\d+)", folder.name)
         if part
     ]
+
+
+def _shown_name(name: str) -> str:
+    """A file name as a message shows it: quoted with escapes when it holds a line break or
+    another character that is not printable, so it cannot forge lines in a message or a log."""
+    return name if name.isprintable() else repr(name)
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    """Whether `path`, with every symbolic link followed, is inside `folder`."""
+    return path.resolve().is_relative_to(folder.resolve())
+
+
+def _batch_subfolders(path: Path) -> list[Path]:
+    """The subfolders of `path` that hold export files; a subfolder that is a link to a
+    folder elsewhere is refused before anything in it is read."""
+    folders = []
+    for child in path.iterdir():
+        if not child.is_dir():
+            continue
+        if not _inside(child, path):
+            raise BatchError(
+                f"{_shown_name(child.name)} in {_shown_name(str(path))} is a symbolic link to a "
+                "folder outside it; recoup loads only batch folders inside the folder it is "
+                "given. Move or copy the batch in instead. Nothing was loaded."
+            )
+        if _export_candidates(child):
+            folders.append(child)
+    return folders
 
 
 def _export_candidates(folder: Path) -> list[Path]:

@@ -12,6 +12,7 @@ again with Python's csv module, which is slower but counts lines itself.
 from __future__ import annotations
 
 import csv
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,9 @@ READ_TABLE = "_read"
 REJECTS_TABLE = "_read_rejects"
 REJECT_SCANS_TABLE = "_read_reject_scans"
 RAW_LINE_CHARS = 500
+NOT_UTF8 = "holds bytes that are not UTF-8 text"
+# DuckDB's own limit, stated so the message can name it: a longer record is unreadable
+MAX_LINE_BYTES = 2_000_000
 
 
 @dataclass(frozen=True)
@@ -55,18 +59,46 @@ def read_export_file(connection: duckdb.DuckDBPyConnection, export: ExportFile) 
 
 
 def _read_parquet(connection: duckdb.DuckDBPyConnection, export: ExportFile) -> ReadResult:
-    selected = ", ".join(f'cast("{name}" as VARCHAR) as {name}' for name in export.columns)
+    """Strings as they are; a binary column (text written without its UTF-8 annotation) is
+    decoded as UTF-8, and a row holding bytes that are not UTF-8 comes back unreadable (a
+    plain cast would turn "Zoë" into the ten characters "Zo\\xC3\\xAB")."""
+    table = read_table_name(export)
     try:
+        described = connection.execute(
+            "select * from read_parquet(?) limit 0", [str(export.path)]
+        ).description
+        binary = {name for name, kind, *_ in described if str(kind) == "BLOB"}
+        selected = ", ".join(
+            f'try(decode("{name}")) as {name}'
+            if name in binary
+            else f'cast("{name}" as VARCHAR) as {name}'
+            for name in export.columns
+        )
+        undecodable = " or ".join(
+            f'("{name}" is not null and try(decode("{name}")) is null)'
+            for name in export.columns
+            if name in binary
+        )
         connection.execute(
-            f"create or replace temp table {read_table_name(export)} as "
-            f"select cast(row_number() over () as BIGINT) as _line, {selected} "
+            f"create or replace temp table {table} as "
+            f"select cast(row_number() over () as BIGINT) as _line, "
+            f"{undecodable or 'false'} as _undecodable, {selected} "
             f"from read_parquet(?)",
             [str(export.path)],
         )
     except duckdb.Error as error:
         raise BatchError(f"{export.name}: cannot read this Parquet file ({error}).") from None
-    rows = scalar(connection, f"select count(*) from {read_table_name(export)}")
-    return ReadResult(rows=rows, unreadable=())
+    bad_lines = [
+        line
+        for (line,) in connection.execute(
+            f"select _line from {table} where _undecodable order by _line"
+        ).fetchall()
+    ]
+    connection.execute(f"delete from {table} where _undecodable")
+    connection.execute(f"alter table {table} drop column _undecodable")
+    rows = scalar(connection, f"select count(*) from {table}")
+    unreadable = tuple(Unreadable(line, NOT_UTF8, "") for line in bad_lines)
+    return ReadResult(rows=rows, unreadable=unreadable)
 
 
 def _read_csv(connection: duckdb.DuckDBPyConnection, export: ExportFile) -> ReadResult:
@@ -79,7 +111,7 @@ def _read_csv(connection: duckdb.DuckDBPyConnection, export: ExportFile) -> Read
             create or replace temp table _read_scan as
             select * from read_csv(
                 ?, header = true, auto_detect = false, columns = {columns},
-                delim = ',', quote = '"', escape = '"',
+                delim = ',', quote = '"', escape = '"', max_line_size = {MAX_LINE_BYTES},
                 store_rejects = true, rejects_table = '{REJECTS_TABLE}',
                 rejects_scan = '{REJECT_SCANS_TABLE}'
             )
@@ -177,7 +209,7 @@ def _read_rows_exactly(
                 )
             )
         elif any(_has_undecodable(value) for value in record):
-            unreadable.append(Unreadable(line, "holds bytes that are not UTF-8 text", ""))
+            unreadable.append(Unreadable(line, NOT_UTF8, ""))
         else:
             lines.append(line)
             for position, value in enumerate(record):
@@ -205,7 +237,14 @@ def _plain_reject_message(message: str, raw_line: str, width: int) -> str:
         found = len(next(csv.reader([raw_line.strip("\r\n")]), []))
         return f"has {found} fields; the header has {width}"
     if "unicode" in message.lower() or "utf" in message.lower():
-        return "holds bytes that are not UTF-8 text"
+        return NOT_UTF8
+    if "Maximum line size" in message:
+        size = re.search(r"Actual Size:\s*(\d+)", message)
+        actual = f"{int(size.group(1)):,} bytes" if size else "too long"
+        return (
+            f"the row is {actual}; a row may be at most {MAX_LINE_BYTES:,} bytes (a field "
+            "that large is not billing data)"
+        )
     if "quote" in message.lower():
         return f"has a quote character in the wrong place ({message})"
     return message

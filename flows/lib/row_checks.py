@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flows.lib.contract import Column, Entity
+from flows.lib.contract import MAX_TEXT_CHARS, Column, Entity
 
 DATE_PATTERN = r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
 TIMESTAMP_PATTERN = (
@@ -19,6 +19,12 @@ AMOUNT_PATTERN = r"[0-9]{1,16}(\.[0-9]{1,2})?"
 EMAIL_PATTERN = r"[^@\s]+@[^@\s]+\.[^@\s]+"
 LANGUAGE_PATTERN = r"[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*"
 SHOWN_VALUE_CHARS = 40
+# Free text is checked for its length and for control characters (NUL, escape, a line break in
+# a name, which would add a line to an envelope or break an email header); the other kinds have
+# formats of their own that no such value passes.
+FREE_TEXT_KINDS = ("text", "email")
+CONTROL_CHARACTERS = r"[\x00-\x1f\x7f]"
+CONTROL_CHARACTERS_BUT_TAB_AND_LINE_BREAKS = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"
 
 # Reference lists the loader creates as temporary tables before checking.
 REFERENCE_TABLES = {
@@ -66,6 +72,8 @@ def column_problems(column: Column) -> list[Problem]:
         )
     present = f"{name} is not null"
     kind = column.kind
+    if kind in FREE_TEXT_KINDS:
+        problems += _free_text_problems(column)
     if kind == "date":
         problems.append(
             Problem(
@@ -179,6 +187,31 @@ def column_problems(column: Column) -> list[Problem]:
             )
         )
     return problems
+
+
+def _free_text_problems(column: Column) -> list[Problem]:
+    """Too long, or holding a control character (tabs and line breaks only in free text that
+    may span lines, like an invoice description)."""
+    name = column.name
+    if column.multiline:
+        pattern = CONTROL_CHARACTERS_BUT_TAB_AND_LINE_BREAKS
+        what = "holds a NUL byte or another control character; only tabs and line breaks fit"
+    else:
+        pattern = CONTROL_CHARACTERS
+        what = "holds a line break, a tab or another control character; write it on one line"
+    return [
+        Problem(
+            f"{name} is not null and length({name}) > {MAX_TEXT_CHARS}",
+            "too_long",
+            f"{_literal(name + ' is ')} || format('{{:,}}', length({name})) || "
+            f"{_literal(f' characters long; at most {MAX_TEXT_CHARS:,} are accepted')}",
+        ),
+        Problem(
+            f"{name} is not null and regexp_matches({name}, '{pattern}')",
+            "control_character",
+            _literal(f"{name} {what}"),
+        ),
+    ]
 
 
 def _first_match(problems: list[Problem], field: str) -> str:
