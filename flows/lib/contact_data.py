@@ -39,10 +39,12 @@ class MartsNotForDate(RuntimeError):
 def require_build_for(
     connection: duckdb.DuckDBPyConnection, as_of: dt.date, *, would: str, nothing: str
 ) -> None:
-    """Refuse marts whose latest build (ops.builds) is for another date than `as_of`: the
-    message says what reading them `would` do and that `nothing` was done."""
+    """Refuse marts whose latest build (ops.builds) is for another date than `as_of`, or that
+    a build which did not finish may have left mixing two dates: the message says what reading
+    them `would` do and that `nothing` was done."""
     from flows.lib.gates import latest_build
 
+    refuse_unfinished_build(connection, would=would, nothing=nothing)
     built_for = latest_build(connection)
     if built_for == as_of:
         return
@@ -52,6 +54,20 @@ def require_build_for(
     raise MartsNotForDate(
         f"{found}: {would}. Build the date first (`recoup run --as-of {as_of}`); {nothing}."
     )
+
+
+def refuse_unfinished_build(
+    connection: duckdb.DuckDBPyConnection, *, would: str, nothing: str
+) -> None:
+    """Refuse marts that a failed or stopped build may have left mixing two dates (see
+    gates.unfinished_build), whatever date they are read for."""
+    from flows.lib.gates import unfinished_build
+
+    unfinished = unfinished_build(connection)
+    if unfinished is not None:
+        raise MartsNotForDate(
+            f"{unfinished.warning()}; {would}. {unfinished.recovery()}; {nothing}."
+        )
 
 
 @dataclass(frozen=True)
@@ -119,6 +135,11 @@ def load_planned_contacts(
     the request to pay does not overshadow the right to dispute (1006.38(b))."""
     if not keys:
         return [], []
+    refuse_unfinished_build(
+        connection,
+        would=f"the contacts of {as_of} could show the amounts and open items of two days",
+        nothing="nothing was sent",
+    )
     # fct_invoice_aging holds the latest build's date only: a contact of another date would
     # show that day's open items and amounts
     held = [
