@@ -25,11 +25,13 @@ import contextlib
 import datetime as dt
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
 import duckdb
+
+from flows.lib import faults
 
 StepGroup = Literal[
     "ingest", "gates", "build", "events", "contact", "agencies", "servicing", "report"
@@ -110,6 +112,9 @@ class RunRecord:
     failed_step: str | None = None
     error: str | None = None
     finished_at: dt.datetime | None = None
+    # saves the steps so far in ops.runs after each step (set by the flow while it holds a
+    # connection): a run killed later is then known to have stopped in the step it was in
+    on_step_done: Callable[[], None] | None = field(default=None, repr=False, compare=False)
 
     def runs(self, step: str) -> bool:
         """Whether this run does `step`; a step it does not do is recorded as skipped."""
@@ -124,6 +129,7 @@ class RunRecord:
     @contextlib.contextmanager
     def step(self, name: str) -> Iterator[None]:
         """Time one step; a step that raises is the run's failed step."""
+        faults.at_step(name)  # test-only: RECOUP_FAULT_KILL_AT=step:<name> (flows/lib/faults.py)
         started = time.perf_counter()
         try:
             yield
@@ -133,6 +139,8 @@ class RunRecord:
             self.error = f"{type(error).__name__}: {error}"[:2000]
             raise
         self.steps.append(StepRecord(name, "done", round(time.perf_counter() - started, 3)))
+        if self.on_step_done is not None:
+            self.on_step_done()
 
     def fail_between_steps(self, error: BaseException) -> None:
         """An error outside any step (opening the warehouse, writing the dry run's files):
@@ -286,6 +294,11 @@ def run_to_resume(connection: duckdb.DuckDBPyConnection, as_of: dt.date) -> Resu
     document = json.loads(summary or "{}")
     choices = document.get("choices") or {}
     done = {step["step"] for step in document.get("steps", []) if step["status"] == "done"}
+    selected = set(document.get("selected") or STEPS)
+    gates = set(GROUPS["gates"])
+    # a resume that contacted without running the gates was let through only because the run
+    # it resumed had passed them on this build (select_steps): resumed again, that still holds
+    resumed_past_gates = not gates & selected and bool(selected & {"plan", "agencies"})
     return Resumable(
         run_id=run_id,
         failed_step=failed_step,
@@ -293,7 +306,7 @@ def run_to_resume(connection: duckdb.DuckDBPyConnection, as_of: dt.date) -> Resu
         skip=choices.get("skip"),
         segment=choices.get("segment"),
         accounts=choices.get("accounts"),
-        gates_passed={"gate_raw", "gate_warehouse"} <= done,
+        gates_passed=gates <= done or resumed_past_gates,
         built_for=as_of.isoformat() if "build" in done else None,
     )
 
