@@ -10,6 +10,7 @@ from prefect.artifacts import create_table_artifact
 from flows.lib.config import load_settings
 from flows.lib.export_files import batch_folders
 from flows.lib.loader import BatchOutcome
+from flows.lib.pii import keyring_for
 from flows.lib.run_lock import run_lock
 from flows.lib.summaries import all_batch_rows
 from flows.lib.warehouse import open_warehouse
@@ -26,7 +27,7 @@ def ingest(path: Path) -> list[BatchOutcome]:
     with run_lock(settings.path("state"), "ingest", settings.ingest.lock_wait_seconds):
         connection = open_warehouse(settings.warehouse_path)
         try:
-            outcomes = load_batches(connection, folders)
+            outcomes = load_batches(connection, folders, keyring_for(settings))
         finally:
             connection.close()
     create_table_artifact(

@@ -32,6 +32,8 @@ def recoup_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for name in list(os.environ):
         if name.startswith("RECOUP_") and name != "RECOUP_HOME":
             monkeypatch.delenv(name)
+    # the key SSNs and dates of birth are encrypted with (flows/lib/pii.py): a test key
+    monkeypatch.setenv("RECOUP_PII_KEY", "aqQ/wM+q1KL3A0h4JL/LfLBd+YHl3BN3+vHw55aE55Q=")
     return home
 
 

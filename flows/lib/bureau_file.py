@@ -12,8 +12,9 @@ per period (the DOFD, status, compliance code and profile the bureaus now hold: 
 period starts from it); regenerating a period replaces that period's rows, never an earlier
 period's. `ops.bureau_not_reported` lists the accounts held back, with the reason.
 
-SSNs are read from the restricted raw table (`raw.customers_latest`) here only, kept in memory
-for the rendering and never logged, stored or shown; the warehouse keeps none of them.
+SSNs and dates of birth are decrypted from the restricted raw table (`raw.customers_latest`,
+flows/lib/pii.py) here only, kept in memory for the rendering and never logged, stored or
+shown; the warehouse keeps them encrypted only.
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ from flows.lib.metro2_layout import (
 )
 from flows.lib.metro2_validate import STATES, check_file, plausible_ssn
 from flows.lib.monthly_report import parse_month
-from flows.lib.output_files import csv_bytes, fsync_folder, write_atomically
+from flows.lib.output_files import csv_bytes, fsync_folder, owner_only_folder, write_atomically
+from flows.lib.pii import RestrictedIdentity, keyring_for, restricted_identities
 
 NOT_REPORTED_FILE = "not_reported.csv"
 MAX_AMOUNT = 999_999_999  # nine digits: larger amounts are capped (reference §2)
@@ -121,6 +123,13 @@ def generate_bureau_file(
             "day. Nothing was written."
         )
     ensure_bureau_schema(connection)
+    from flows.lib.contact_data import refuse_unfinished_build
+
+    refuse_unfinished_build(
+        connection,
+        would=f"the Metro 2 file for {period} could report what a half-finished build left",
+        nothing="no file was written",
+    )
     doai = _date_of_account_information(connection, period_start, period_end)
     third_party = settings.collector_type == "third_party"
     rows = bureau_rows(
@@ -132,12 +141,17 @@ def generate_bureau_file(
         wait_days=settings.bureau.furnish_wait_days,
         timezone=settings.company.timezone,
     )
-    ssns = _restricted_ssns(connection, sorted({row["customer_id"] for row in rows}))
+    identities = restricted_identities(
+        connection,
+        keyring_for(settings),
+        sorted({row["customer_id"] for row in rows}),
+        needed_for=f"the Metro 2 file for {period}",
+    )
     not_reported: dict[str, str] = {}
     reported: list[tuple[dict[str, Any], dict[str, Any]]] = []
     for row in rows:
         reason = row["held_reason"]
-        identity = None if reason else _identity(row, ssns.get(row["customer_id"]))
+        identity = None if reason else _identity(row, identities.get(row["customer_id"]))
         if isinstance(identity, str):
             reason = identity
         if reason:
@@ -207,20 +221,6 @@ def _date_of_account_information(
     return doai
 
 
-def _restricted_ssns(
-    connection: duckdb.DuckDBPyConnection, customer_ids: Sequence[str]
-) -> dict[str, str]:
-    """Full SSNs of these customers, from the restricted raw table, at file time only."""
-    if not customer_ids:
-        return {}
-    rows = connection.execute(
-        "select customer_id, ssn from raw.customers_latest "
-        "where ssn is not null and list_contains(?, customer_id)",
-        [list(customer_ids)],
-    ).fetchall()
-    return {customer_id: ssn for customer_id, ssn in rows if _valid_ssn(ssn)}
-
-
 def _previous_dofd(connection: duckdb.DuckDBPyConnection, period: str) -> dict[str, dt.date]:
     """The DOFD the bureaus hold per account: the latest earlier record's, when it had one."""
     rows = connection.execute(LATEST_DOFD_SQL, {"period": period}).fetchall()
@@ -233,9 +233,12 @@ def _valid_ssn(ssn: str) -> bool:
     return len(digits) == 9 and plausible_ssn(digits)
 
 
-def _identity(row: Mapping[str, Any], ssn: str | None) -> dict[str, Any] | str:
+def _identity(
+    row: Mapping[str, Any], restricted: RestrictedIdentity | None
+) -> dict[str, Any] | str:
     """The consumer fields of the base segment, or why the account cannot be reported."""
-    born = row["date_of_birth"]
+    ssn = restricted.ssn if restricted and _valid_ssn(restricted.ssn or "") else None
+    born = restricted.date_of_birth if restricted else None
     if born is not None and not (dt.date(1900, 1, 1) <= born <= row["opened_date"]):
         born = None  # a date of birth after the account was opened is not one to report
     if ssn is None and born is None:
@@ -445,7 +448,7 @@ def _money(amount: object) -> int:
 
 def _stage(folder: Path, files: Mapping[str, bytes]) -> dict[str, Path]:
     """Each file written in full (owner-only) under a pending name in `folder`."""
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    owner_only_folder(folder)
     return {
         name: write_atomically(folder / f".{name}.pending", data) for name, data in files.items()
     }

@@ -45,7 +45,7 @@ from sendgrid.helpers.eventwebhook import EventWebhook, EventWebhookHeader
 
 from flows.lib.config import Settings
 from flows.lib.ledger import Status, transition
-from flows.lib.output_files import write_atomically
+from flows.lib.output_files import owner_only_folder, write_atomically
 
 logger = logging.getLogger("recoup.email_events")
 
@@ -344,7 +344,7 @@ def write_spool_file(folder: Path, post: SpooledPost) -> Path:
 
     The name sorts by arrival (UTC time to the microsecond) and ends in a hash of the signed
     text, so two posts never share a name unless they are the same post."""
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    owner_only_folder(folder)
     received_utc = post.received_at.astimezone(dt.UTC)
     digest = hashlib.sha256((post.timestamp + post.body).encode("utf-8")).hexdigest()[:16]
     name = f"{received_utc:%Y%m%dT%H%M%S%fZ}-{digest}.json"
@@ -413,7 +413,7 @@ def import_spool(
         except (SpoolFileError, EventPayloadError) as error:
             _move(path, rejected_folder)
             note = rejected_folder / f"{path.name}.reason.txt"
-            note.write_text(f"rejected at {now.isoformat()}: {error}\n", encoding="utf-8")
+            write_atomically(note, f"rejected at {now.isoformat()}: {error}\n".encode())
             logger.warning("rejected spool file %s: %s", path.name, error)
             outcome = outcome.plus(ImportOutcome(files_rejected=1))
             continue
@@ -429,7 +429,7 @@ def import_spool(
 
 
 def _move(path: Path, folder: Path) -> None:
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    owner_only_folder(folder)
     os.replace(path, folder / path.name)
 
 

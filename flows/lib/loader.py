@@ -10,10 +10,15 @@ For each entity, parents first:
   3. `_typed`: cast every column and collect per-row problems (row_checks);
   4. add the cross-row problems (link_checks);
   5. insert clean rows into raw.<entity>; quarantine the others; release held rows now clean.
+
+SSNs and dates of birth are encrypted on their way into raw.customers (flows/lib/pii.py) with
+the keyring given; without one they are not kept (only their clear parts, ssn_last4 and
+birth_year), or, with `require_key` (the flows), a batch carrying any is refused.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import zoneinfo
 from collections.abc import Callable
@@ -28,6 +33,14 @@ from flows.lib.contract import ENTITIES, Entity
 from flows.lib.export_files import Batch, ExportFile, read_batch
 from flows.lib.file_reader import ReadResult, read_export_file, read_table_name
 from flows.lib.link_checks import ORPHAN, link_checks, record_key_sql
+from flows.lib.pii import (
+    Keyring,
+    check_keyring,
+    clear_parts_sql,
+    encrypting,
+    refuse_without_key,
+    stored_values_sql,
+)
 from flows.lib.row_checks import REFERENCE_TABLES, row_problem_lists, typed_value
 from flows.lib.warehouse import raw_table, scalar
 
@@ -74,10 +87,16 @@ def load_batch(
     *,
     progress: ProgressCallback | None = None,
     now: dt.datetime | None = None,
+    keyring: Keyring | None = None,
+    require_key: bool = False,
 ) -> BatchOutcome:
-    """Load the batch in `folder`. Raises BatchError (nothing written) if a file is unreadable."""
+    """Load the batch in `folder`. Raises BatchError (nothing written) if a file is unreadable,
+    PiiKeyWrong if `keyring` cannot open the SSNs stored before, and PiiKeyMissing (with
+    `require_key` and no keyring) if the batch carries an SSN or a date of birth."""
     say = progress or (lambda _message: None)
     batch = read_batch(folder)  # header and format checks, before any write
+    if keyring is not None:
+        check_keyring(connection, keyring)
     loaded_at = now or dt.datetime.now(dt.UTC)
     already = _already_loaded(connection, batch)
     new_files = [file for file in batch.files if file.content_hash not in already]
@@ -97,8 +116,13 @@ def load_batch(
     for export in new_files:
         say(f"reading {export.name}")
         reads[export.entity.name] = read_export_file(connection, export)
+    cleanup = contextlib.ExitStack()
+    cleanup.enter_context(encrypting(connection, keyring))
     connection.execute("begin transaction")
     try:
+        if keyring is None and require_key:
+            for export in new_files:
+                refuse_without_key(connection, read_table_name(export), export.columns, export.name)
         batch_id = _start_batch(connection, folder, loaded_at)
         _create_reference_tables(connection)
         outcomes: list[FileOutcome] = []
@@ -110,7 +134,7 @@ def load_batch(
             say(f"checking {entity.name}")
             read = reads.get(entity.name)
             outcome, released_here = _load_entity(
-                connection, batch_id, entity, export, read, loaded_at
+                connection, batch_id, entity, export, read, loaded_at, keyring is not None
             )
             released += released_here
             if outcome is not None:
@@ -123,6 +147,7 @@ def load_batch(
     finally:
         for export in new_files:
             connection.execute(f"drop table if exists {read_table_name(export)}")
+        cleanup.close()
     by_name = {file.file_name: file for file in [*outcomes, *unchanged]}
     ordered = tuple(by_name[file.name] for file in batch.files)
     return BatchOutcome(folder, batch_id, ordered, released, _held_count(connection), batch.ignored)
@@ -135,16 +160,18 @@ def _load_entity(
     export: ExportFile | None,
     read: ReadResult | None,
     loaded_at: dt.datetime,
+    encrypted: bool,
 ) -> tuple[FileOutcome | None, int]:
     _collect_candidates(connection, batch_id, entity, export)
     _check_rows(connection, entity)
     _check_links(connection, entity)
-    columns = ", ".join(entity.column_names)
+    columns = ", ".join(stored_values_sql(entity, encrypted=encrypted))
+    clear_parts = "".join(f", {expression}" for expression in clear_parts_sql(entity))
     connection.execute(
         f"""
         insert into {raw_table(entity)}
         select {columns}, _batch_id, _file_name, _line,
-            case when _quarantine_id is not null then ? end, ?
+            case when _quarantine_id is not null then ? end, ?{clear_parts}
         from _checked
         where len(_codes) = 0
         """,

@@ -20,7 +20,7 @@ from pathlib import Path
 import duckdb
 
 from flows.lib.config import Settings
-from flows.lib.output_files import write_atomically
+from flows.lib.output_files import owner_only_folder, write_atomically
 
 OUTBOX_ID = re.compile(r"[0-9a-f]{32}")
 SUPPRESSION_REASON = "opted_out"
@@ -89,5 +89,5 @@ def import_opt_outs(connection: duckdb.DuckDBPyConnection, folder: Path) -> OptO
 
 def _move(path: Path, where: str) -> None:
     target = path.parent.parent / f"opt_outs_{where}"
-    target.mkdir(parents=True, exist_ok=True)
+    owner_only_folder(target)
     path.replace(target / path.name)

@@ -19,6 +19,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from flows.lib.output_files import FILE_MODE, owner_only_folder
+
 LOCK_FILE_NAME = "recoup.lock"
 POLL_SECONDS = 0.2
 
@@ -36,8 +38,9 @@ def run_lock(
 ) -> Iterator[None]:
     """Hold the lock for the block; wait up to `wait_seconds` for it, then refuse. `details`
     (a run id, an as-of date) are recorded with the holder, so a refused caller can name it."""
-    state_folder.mkdir(parents=True, exist_ok=True)
+    owner_only_folder(state_folder)
     path = state_folder / LOCK_FILE_NAME
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, FILE_MODE))  # owner-only when new
     handle = path.open("a+", encoding="utf-8")
     try:
         deadline = time.monotonic() + wait_seconds

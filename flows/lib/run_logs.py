@@ -4,7 +4,8 @@
 It collects what recoup's modules and Prefect's flow and task loggers say during the run.
 Messages carry counts, steps, file names and reasons, never an email body, an address, an SSN
 or an API key: recoup's modules log no personal data, and SendGrid's HTTP client (which logs
-request headers and bodies at DEBUG) is kept at INFO by the sender.
+request headers and bodies at DEBUG) is kept at INFO by the sender. The file is owner-only
+(0600, in folders of 0700), like every file recoup writes.
 """
 
 from __future__ import annotations
@@ -13,8 +14,11 @@ import contextlib
 import datetime as dt
 import json
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
+
+from flows.lib.output_files import FILE_MODE, owner_only_folder
 
 LOGGERS = ("flows", "prefect.flow_runs", "prefect.task_runs")
 
@@ -46,8 +50,10 @@ class _JsonLines(logging.Formatter):
 def run_log(folder: Path, run_id: str) -> Iterator[Path]:
     """Write every INFO-and-above line of recoup's and Prefect's run loggers to the run's
     JSON-lines file for the duration of the block."""
-    folder.mkdir(parents=True, exist_ok=True)
+    owner_only_folder(folder)
     path = folder / f"{run_id}.jsonl"
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE))
+    os.chmod(path, FILE_MODE)  # the umask may have masked it; a resumed run's file may be older
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setLevel(logging.INFO)
     handler.setFormatter(_JsonLines(run_id))

@@ -1,11 +1,15 @@
 """The DuckDB warehouse file: opening it and the raw schema that ingest writes.
 
 Raw tables keep every version of every row (history); `raw.<entity>_latest` views expose the
-newest version of each key (latest batch wins, then the later line of that batch).
+newest version of each key (latest batch wins, then the later line of that batch). The
+contract's sensitive columns (SSN, date of birth) are stored encrypted, as text, with their
+clear parts (ssn_last4, birth_year) after the load metadata (flows/lib/pii.py). The file and
+the folder recoup creates for it are owner-only.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import duckdb
@@ -14,6 +18,8 @@ from flows.lib.bureau_records import ensure_bureau_schema
 from flows.lib.contact_details import ensure_contact_schema
 from flows.lib.contract import ENTITIES, STORAGE_TYPE, Entity
 from flows.lib.ledger import ensure_ops_schema
+from flows.lib.output_files import FILE_MODE, owner_only_folder
+from flows.lib.pii import clear_part_columns, refuse_clear_values
 from flows.lib.placements import ensure_agency_schema
 from flows.lib.skip_tracing import ensure_skip_schema
 
@@ -35,7 +41,8 @@ def open_warehouse(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyCon
     """Open (creating if needed) the warehouse file and make sure the raw schema exists."""
     if read_only and not path.exists():
         raise FileNotFoundError(f"{path}: no warehouse yet; run `recoup ingest` or `recoup demo`.")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    owner_only_folder(path.parent)
+    created = not path.exists()
     try:
         connection = duckdb.connect(str(path), read_only=read_only)
     except duckdb.IOException as error:
@@ -45,13 +52,20 @@ def open_warehouse(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyCon
                 "(a SQL client in write mode, another recoup) and run again."
             ) from None
         raise
+    if created:
+        os.chmod(path, FILE_MODE)  # names, addresses and encrypted SSNs: the owner's only
     if not read_only:
+        try:
+            refuse_clear_values(connection, str(path))  # an older warehouse: SSNs in the clear
+        except BaseException:
+            connection.close()
+            raise
         ensure_raw_schema(connection)
         ensure_ops_schema(connection)  # the action ledger: dbt's contact marts read it
         ensure_agency_schema(connection)  # placements and remittances: dbt reads them too
         ensure_bureau_schema(connection)  # what the bureaus hold: placements carry its DOFD
-        ensure_contact_schema(connection)  # the contact details in use: skip-trace overrides
         ensure_skip_schema(connection)  # skip-trace requests, results and their quarantine
+        ensure_contact_schema(connection)  # the contact details in use: skip-trace overrides
     return connection
 
 
@@ -125,8 +139,12 @@ def latest_view(entity: Entity) -> str:
 
 
 def _entity_table_ddl(entity: Entity) -> str:
-    columns = [f"{column.name} {STORAGE_TYPE[column.kind]}" for column in entity.columns]
+    columns = [
+        f"{column.name} {'VARCHAR' if column.sensitive else STORAGE_TYPE[column.kind]}"
+        for column in entity.columns
+    ]  # a sensitive value is stored encrypted: text
     columns += [f"{name} {sql_type}" for name, sql_type in LOAD_METADATA_COLUMNS]
+    columns += [f"{name} {sql_type}" for name, sql_type in clear_part_columns(entity)]
     return f"create table if not exists {raw_table(entity)} ({', '.join(columns)})"
 
 

@@ -25,11 +25,12 @@ renamed as (
         country,
         timezone,
         language,
-        -- the full SSN stays in the raw schema; analysts see the last four digits
-        right(ssn, 4) as ssn_last4,
+        -- the full SSN and date of birth stay encrypted in the raw schema
+        -- (docs/data-protection.md); analysts get these parts of them
+        ssn_last4,
 
-        -- dates
-        date_of_birth,
+        -- numbers
+        birth_year,
 
         -- timestamps
         created_at
