@@ -17,6 +17,7 @@ from typing import Any
 import duckdb
 
 from flows.lib.config import BureauSettings, CompanySettings, Settings
+from flows.lib.pii import Keyring, decode_key
 
 TABLES: dict[str, dict[str, str]] = {
     "marts.dim_accounts": {
@@ -29,9 +30,11 @@ TABLES: dict[str, dict[str, str]] = {
         "email": "VARCHAR", "phone": "VARCHAR", "address_line1": "VARCHAR",
         "address_line2": "VARCHAR", "city": "VARCHAR", "state": "VARCHAR",
         "postal_code": "VARCHAR", "country": "VARCHAR", "ssn_last4": "VARCHAR",
-        "date_of_birth": "DATE",
+        "date_of_birth": "DATE", "billing_phone": "VARCHAR", "billing_address_line1": "VARCHAR",
+        "billing_address_line2": "VARCHAR", "billing_city": "VARCHAR", "billing_state": "VARCHAR",
+        "billing_postal_code": "VARCHAR", "billing_country": "VARCHAR",
     },
-    "raw.customers_latest": {"customer_id": "VARCHAR", "ssn": "VARCHAR"},
+    "raw.customers_latest": {"customer_id": "VARCHAR", "ssn": "VARCHAR", "date_of_birth": "VARCHAR"},
     "marts.fct_account_aging": {
         "account_id": "VARCHAR", "customer_id": "VARCHAR", "as_of_date": "DATE",
         "currency": "VARCHAR", "current": "DECIMAL(18,2)", "dpd_1_30": "DECIMAL(18,2)",
@@ -69,6 +72,8 @@ TABLES: dict[str, dict[str, str]] = {
 }  # fmt: skip
 
 VALID_SSN = "123456789"
+PII_KEY = "/kMlKdB1rlah5eR4EH05Dshr1TNv+nLiZyEbF9grSpM="  # a test key; bureau_settings sets it
+KEYRING = Keyring((decode_key(PII_KEY, "the test key"),))
 
 
 @dataclass
@@ -117,8 +122,18 @@ class World:
             "city": "Chicago", "state": state, "postal_code": postal_code, "country": country,
             "ssn_last4": ssn[-4:] if ssn else None, "date_of_birth": date_of_birth,
         })  # fmt: skip
-        if ssn:
-            self.ssns.append({"customer_id": customer_id, "ssn": ssn})
+        self.customers[-1] |= {  # what billing sent: the bureau file reports these
+            f"billing_{column}": self.customers[-1][column]
+            for column in ("phone", "address_line1", "address_line2", "city", "state",
+                           "postal_code", "country")
+        }  # fmt: skip
+        if ssn or date_of_birth:  # encrypted, as ingest stores them (flows/lib/pii.py)
+            born = date_of_birth.isoformat() if date_of_birth else None
+            self.ssns.append({
+                "customer_id": customer_id,
+                "ssn": KEYRING.encrypt(customer_id, "ssn", ssn) if ssn else None,
+                "date_of_birth": KEYRING.encrypt(customer_id, "date_of_birth", born) if born else None,
+            })  # fmt: skip
         return account_id
 
     def owes(
@@ -248,6 +263,7 @@ def bureau_settings(home: Path, **bureau: Any) -> Settings:
     collector_type = bureau.pop("collector_type", "first_party")
     company = CompanySettings(creditor_name="Acme Utilities")
     return Settings(
+        pii_key=PII_KEY,
         home=home,
         company=company,
         collector_type=collector_type,

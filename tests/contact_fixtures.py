@@ -72,6 +72,9 @@ CUSTOMER_DEFAULTS: dict[str, object] = {
     "email_updated_on": None,
     "address_updated_on": None,
     "phone_updated_on": None,
+    "email_updated_at": None,
+    "address_updated_at": None,
+    "phone_updated_at": None,
     "is_address_returned": False,
     "is_phone_invalid": False,
 }
@@ -80,6 +83,9 @@ CUSTOMER_TYPES = {
     "email_updated_on": "DATE",
     "address_updated_on": "DATE",
     "phone_updated_on": "DATE",
+    "email_updated_at": "TIMESTAMPTZ",
+    "address_updated_at": "TIMESTAMPTZ",
+    "phone_updated_at": "TIMESTAMPTZ",
     "is_address_returned": "BOOLEAN",
     "is_phone_invalid": "BOOLEAN",
 }
@@ -105,6 +111,10 @@ def no_stage(**overrides: object) -> dict[str, object]:
 
 
 def a_customer(**overrides: object) -> dict[str, object]:
+    for group in ("email", "address", "phone"):  # accepted at noon of the day, unless told
+        day = overrides.get(f"{group}_updated_on")
+        if day is not None and f"{group}_updated_at" not in overrides:
+            overrides[f"{group}_updated_at"] = _noon(day)
     return {**CUSTOMER_DEFAULTS, **overrides}
 
 

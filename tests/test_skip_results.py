@@ -230,7 +230,7 @@ def test_an_address_and_a_phone_are_accepted_together_as_their_groups(connection
         "9 Elm St", "Apt 4", "Dallas", "TX", "75201-1234", "US",
     ]  # fmt: skip
     assert now_in_use["phone"] == "+1 (512) 555-0199"
-    assert now_in_use["phone_fingerprint"] == "15125550199"
+    assert now_in_use["phone_fingerprint"] == "5125550199"  # no country code
     assert now_in_use["email"] == "ann@example.com"  # not in the line: billing's stays
     groups = connection.execute(
         "select field_group, email, phone, city from ops.contact_overrides order by 1"
@@ -694,7 +694,7 @@ def test_a_returned_letter_and_an_invalid_phone_mark_the_values_in_use(
             "moved, left no address", reported, "file:returned.csv", outcome.import_id, NOW,
         ),
         (
-            problem_id("C2", "phone", "15125550101", reported), "C2", "phone", "15125550101",
+            problem_id("C2", "phone", "5125550101", reported), "C2", "phone", "5125550101",
             "phone_invalid", reported, "file:returned.csv", outcome.import_id, NOW,
         ),
     ]  # fmt: skip
@@ -851,3 +851,26 @@ def test_a_return_reported_before_the_address_in_use_was_accepted_is_set_aside(
     # the one reported after the new address was accepted concerns the new address
     assert outcome.problems_recorded == {"letter": 1}
     assert contacts(connection)["address_returned"] is True
+
+
+def test_a_found_email_is_not_used_when_found_emails_are_off(connection, tmp_path) -> None:
+    """A third-party collector's default: the vendor's email is recorded, never used."""
+    from flows.lib.config import Settings
+
+    request = a_request(connection, "C1")
+    path = results_file(
+        tmp_path, a_result(request, email="ann.new@example.com", phone="+1 312 555 0199")
+    )
+    outcome = import_skip_results(
+        connection, path, settings=SETTINGS, today=TODAY, now=NOW, use_emails=False
+    )
+    assert outcome.outcomes == {"email": {"not_used": 1}, "phone": {"accepted": 1}}
+    assert (contacts(connection)["email"], contacts(connection)["email_source"]) == (
+        "ann@example.com", "billing",
+    )  # fmt: skip
+
+    assert Settings(home=tmp_path, collector_type="third_party").uses_found_emails is False
+    assert Settings(home=tmp_path).uses_found_emails is True
+    assert Settings(
+        home=tmp_path, collector_type="third_party", skip_tracing={"use_found_emails": True}
+    ).uses_found_emails

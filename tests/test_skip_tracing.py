@@ -259,3 +259,164 @@ def test_bounce_request_result_and_the_next_run_emails_the_new_address(
     dbt_log = (recoup_home / "state" / "dbt" / "logs" / "dbt.log").read_text(encoding="utf-8")
     assert "Unable to do partial parsing because config vars" not in dbt_log
     assert dbt_log.count("Starting full parse") == 1
+
+
+# --- the contact details in use, and re-entry against them --------------------------------
+
+
+def billing_customer(connection: duckdb.DuckDBPyConnection, **values: str) -> None:
+    from tests.contact_fixtures import a_raw_fact
+
+    loaded = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
+    a_raw_fact(connection, "customers", loaded_at=loaded, **values)
+
+
+def accepted(
+    connection: duckdb.DuckDBPyConnection,
+    group: str,
+    at: dt.datetime,
+    *,
+    request: str | None = None,
+    **values: str,
+) -> None:
+    """An accepted skip-trace override of one field group of C1, as the import writes it."""
+    names = ", ".join(values)
+    marks = ", ".join("?" for _ in values)
+    connection.execute(
+        f"""
+        insert into ops.contact_overrides (
+            override_id, customer_id, field_group, {names}, billing_fingerprint,
+            replaced_fingerprint, source, confidence, request_id, accepted_on, accepted_at
+        )
+        select
+            ?, 'C1', ?, {marks}, billing_{group}_fingerprint, {group}_fingerprint, 'vendor',
+            90, ?, ?, ?
+        from ops.customer_contacts where customer_id = 'C1'
+        """,
+        [f"{group}-{at.isoformat()}", group, *values.values(), request, at.date(), at],
+    )
+
+
+def in_use(connection: duckdb.DuckDBPyConnection, *columns: str) -> tuple:
+    return connection.execute(
+        f"select {', '.join(columns)} from ops.customer_contacts where customer_id = 'C1'"
+    ).fetchall()[0]
+
+
+def test_a_skip_traced_address_drops_billing_s_time_zone(warehouse) -> None:
+    billing_customer(warehouse, timezone="America/Chicago")
+    assert in_use(warehouse, "timezone") == ("America/Chicago",)
+    accepted(warehouse, "address", NOON, address_line1="9 Sunset Blvd", city="Los Angeles",
+             state="CA", postal_code="90012", country="US")  # fmt: skip
+    # the send window now judges by every zone the new details allow, not Chicago's
+    assert in_use(warehouse, "timezone", "city", "address_source") == (
+        None, "Los Angeles", "skip_trace",
+    )  # fmt: skip
+
+
+def test_a_late_answer_to_an_older_request_does_not_replace_a_newer_one(warehouse) -> None:
+    billing_customer(warehouse, email="old@example.com")
+    for request, day in (("R-feb", dt.date(2026, 2, 1)), ("R-mar", dt.date(2026, 3, 1))):
+        warehouse.execute(
+            "insert into ops.skip_requests values (?, 'C1', ?, 'r', ['email_hard_bounce'], "
+            "['A1'], 30, 'found', null, null, null, now(), now())",
+            [request, day],
+        )
+    accepted(warehouse, "email", NOON, request="R-mar", email="march@example.com")
+    accepted(warehouse, "email", NOON + dt.timedelta(days=10), request="R-feb",
+             email="february@example.com")  # fmt: skip
+    assert in_use(warehouse, "email") == ("march@example.com",)
+
+
+def test_a_phone_is_the_same_number_with_or_without_its_country_code(warehouse) -> None:
+    billing_customer(warehouse, phone="(512) 555-0100")
+    warehouse.execute(
+        "insert into ops.contact_problems select 'p1', 'C1', 'phone', phone_fingerprint, "
+        "'phone_invalid', ?, 'test', null, now() from ops.customer_contacts",
+        [AS_OF],
+    )
+    accepted(warehouse, "phone", NOON, phone="+1 512 555 0100")
+    assert in_use(warehouse, "phone_invalid") == (True,)  # still the invalid number
+
+
+def test_a_contact_still_planned_for_the_old_details_is_cancelled_and_sent_once(
+    warehouse,
+) -> None:
+    """The stage's email was planned for the old address and not sent yet when a new one was
+    accepted: the account re-enters the stage under a new key and the old key is cancelled
+    before sending, so the stage's email goes out once, to the new address."""
+    from flows.lib.config import ContactSettings
+    from flows.lib.planner import build_plan, commit_plan
+    from flows.lib.recheck import cancel_outdated
+    from tests.contact_fixtures import contacted, manual_holds
+
+    manual_holds(warehouse)
+    entered = AS_OF - dt.timedelta(days=3)
+    billing_customer(warehouse, email="old@example.com")
+    old_key = contacted(warehouse, day=entered, entered=entered, status="planned")
+    accepted(warehouse, "email", NOON - dt.timedelta(days=1), email="new@example.com")
+    make_marts(
+        warehouse,
+        [a_stage(stage_entered_date=entered)],
+        [a_customer(email="new@example.com", email_updated_on=AS_OF - dt.timedelta(days=1))],
+    )
+    commit_plan(warehouse, build_plan(warehouse, ContactSettings(), AS_OF, "run-2"))
+    cancelled = cancel_outdated(warehouse, as_of=AS_OF, today=AS_OF, catch_up_days=7, run_id="r")
+    assert cancelled == {"contact_details_changed": 1}
+    rows = warehouse.execute(
+        "select action_key = ?, reentered_on, status, reason from ops.action_ledger order by 1"
+    , [old_key]).fetchall()  # fmt: skip
+    assert rows == [
+        (False, AS_OF - dt.timedelta(days=1), "planned", None),
+        (True, None, "cancelled", "contact_details_changed"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("old_status", "sent_hour", "accepted_hour"),
+    [
+        pytest.param("suppressed", 6, 14, id="suppressed at the morning run, new email at 2 pm"),
+        pytest.param("sent", 6, 14, id="sent at the morning run, new email at 2 pm"),
+    ],
+)
+def test_details_accepted_on_the_day_of_the_stage_s_contact_still_re_enter(
+    warehouse, old_status: str, sent_hour: int, accepted_hour: int
+) -> None:
+    from flows.lib.config import ContactSettings
+    from flows.lib.planner import build_plan
+    from tests.contact_fixtures import contacted
+
+    day = AS_OF - dt.timedelta(days=2)  # entered the stage and contacted that morning
+    contacted(warehouse, day=day, entered=day, status=old_status)
+    warehouse.execute(
+        "update ops.action_ledger set planned_at = ?",
+        [dt.datetime.combine(day, dt.time(sent_hour), dt.UTC)],
+    )
+    at = dt.datetime.combine(day, dt.time(accepted_hour), dt.UTC)
+    make_marts(
+        warehouse,
+        [a_stage(stage_entered_date=day)],
+        [a_customer(email="new@example.com", email_updated_on=day, email_updated_at=at)],
+    )
+    assert build_plan(warehouse, ContactSettings(), AS_OF, "run-3").planned() == {"email": 1}
+
+
+def test_a_rerun_for_a_past_date_or_a_scoped_run_makes_no_request(warehouse, tmp_path) -> None:
+    make_marts(warehouse, [a_stage()], [a_customer()])
+    bounced(warehouse)
+    warehouse.execute(
+        "insert into ops.skip_requests values ('later', 'C9', ?, 'r', ['phone_invalid'], "
+        "['A9'], 30, 'open', null, null, null, now(), now())",
+        [AS_OF + dt.timedelta(days=1)],
+    )
+    past = trace(warehouse, tmp_path)
+    assert past.total_candidates == 1 and past.new_requests == 0
+    assert "a rerun for a past date makes no request" in str(past)
+    warehouse.execute("delete from ops.skip_requests")
+    record_build(warehouse, AS_OF)
+    scoped = trace_skips(warehouse, SETTINGS, tmp_path, AS_OF, run_id="r", scoped=True)
+    assert scoped.new_requests == 0 and "scoped" in str(scoped)
+    assert requests(warehouse) == []
+
+
+NOON = dt.datetime.combine(AS_OF, dt.time(12), dt.UTC)

@@ -85,14 +85,14 @@ accounts as (
         accounts.opened_date,
         customers.customer_type,
         customers.full_name,
-        customers.phone,
-        customers.address_line1,
-        customers.address_line2,
-        customers.city,
-        customers.state,
-        customers.postal_code,
-        customers.country,
-        customers.date_of_birth
+        -- what the billing system sent: a skip-trace result is not reported to the bureaus
+        customers.billing_phone as phone,
+        customers.billing_address_line1 as address_line1,
+        customers.billing_address_line2 as address_line2,
+        customers.billing_city as city,
+        customers.billing_state as state,
+        customers.billing_postal_code as postal_code,
+        customers.billing_country as country
     from marts.dim_accounts as accounts
     inner join marts.dim_customers as customers
         on accounts.customer_id = customers.customer_id
@@ -520,7 +520,6 @@ select
     city,
     state,
     postal_code,
-    date_of_birth,
     opened_date,
     credit_limit,
     account_status,

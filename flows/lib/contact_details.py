@@ -42,8 +42,9 @@ def fingerprint_sql(group: FieldGroup, alias: str = "") -> str:
     prefix = f"{alias}." if alias else ""
     if group == "email":
         return f"coalesce(lower(trim({prefix}email)), '')"
-    if group == "phone":
-        return f"coalesce(regexp_replace({prefix}phone, '[^0-9]', '', 'g'), '')"
+    if group == "phone":  # digits only; a North American number without its country code
+        digits = f"regexp_replace({prefix}phone, '[^0-9]', '', 'g')"
+        return f"coalesce(regexp_replace({digits}, '^1([0-9]{{10}})$', '\\1'), '')"
     parts = ", ".join(f"coalesce(trim({prefix}{column}), '')" for column in ADDRESS_COLUMNS)
     return f"trim(lower(regexp_replace(concat_ws('|', {parts}), '\\s+', ' ', 'g')), '|')"
 
@@ -110,7 +111,8 @@ def _view_sql() -> str:
     sources = ",\n            ".join(
         f"case when {group}_override.customer_id is null then 'billing' "
         f"else 'skip_trace' end as {group}_source,\n            "
-        f"{group}_override.accepted_on as {group}_updated_on"
+        f"{group}_override.accepted_on as {group}_updated_on,\n            "
+        f"{group}_override.accepted_at as {group}_updated_at"
         for group in FIELD_GROUPS
     )
     return f"""
@@ -119,17 +121,26 @@ def _view_sql() -> str:
 
         billing as (
             select
-                * exclude (ssn),
+                * exclude (ssn, date_of_birth),  -- encrypted: files read them (pii.py)
                 {email_fp} as billing_email_fingerprint,
                 {phone_fp} as billing_phone_fingerprint,
                 {address_fp} as billing_address_fingerprint
             from raw.customers_latest as billing
         ),
 
+        -- the answer to the newest request wins (a late answer to an older request does not
+        -- replace a newer one), then the latest accepted
         newest as (
-            select * from ops.contact_overrides
+            select overrides.*
+            from ops.contact_overrides as overrides
+            left join ops.skip_requests as requests
+                on overrides.request_id = requests.request_id
             qualify row_number() over (
-                partition by customer_id, field_group order by accepted_at desc, override_id desc
+                partition by overrides.customer_id, overrides.field_group
+                order by
+                    requests.requested_on desc nulls last,
+                    overrides.accepted_at desc,
+                    overrides.override_id desc
             ) = 1
         ),
 
@@ -149,10 +160,17 @@ def _view_sql() -> str:
         effective as (
             select
                 billing.* exclude (
-                    email, phone, {", ".join(ADDRESS_COLUMNS)},
+                    email, phone, {", ".join(ADDRESS_COLUMNS)}, timezone,
                     billing_email_fingerprint, billing_phone_fingerprint,
                     billing_address_fingerprint
                 ),
+                -- billing's time zone belongs to billing's address and phone: with a new one
+                -- in use, the send window judges by where the new details may be
+                case
+                    when address_override.customer_id is null
+                        and phone_override.customer_id is null
+                        then billing.timezone
+                end as timezone,
                 {effective},
                 {sources},
                 billing.billing_email_fingerprint,
@@ -213,5 +231,5 @@ def ensure_contact_schema(connection: duckdb.DuckDBPyConnection) -> None:
         "comment on view ops.customer_contacts is 'The contact details recoup uses: billing''s, "
         "each field group replaced by the skip-trace override in effect; with each group''s "
         "source and the date it changed, and whether the address came back or the phone is "
-        "invalid. No SSN.'"
+        "invalid. No SSN and no date of birth.'"
     )

@@ -7,10 +7,12 @@ stage). Accounts that entered the stage up to `contact.catch_up_days` ago still 
 contact that was deferred, cancelled by a payment or refused by the provider is planned again
 while it is still due; a key that was sent, maybe sent or suppressed never is.
 
-When a skip-trace result gives the stage's channel new contact details after the account
-entered the stage (dim_customers.email_updated_on, address_updated_on, phone_updated_on), the
-account re-enters the stage on that day: the key carries the date (`reentered_on`), catch-up
-counts from it, and the contact to the old details does not make the new one a duplicate.
+When a skip-trace result gives the stage's channel new contact details on or after the day
+the account entered the stage (dim_customers.email_updated_on / _at, address_updated_on / _at,
+phone_updated_on / _at), the account re-enters the stage on that day: the key carries the date
+(`reentered_on`), catch-up counts from it, and a contact planned before the new details were
+accepted (to the old ones) does not make the new one a duplicate; the re-check cancels such a
+contact if it is still planned (contact_details_changed).
 
 Each candidate is judged by the guardrails, in this order; the first that applies is recorded
 as its status and reason:
@@ -149,30 +151,40 @@ def build_plan(
                 and {scope_sql}
         ),
 
-        -- new contact details for the stage's channel accepted after the account entered the
-        -- stage (a skip-trace result): the account re-enters the stage on that day, a new key
+        -- new contact details for the stage's channel accepted on or after the day the account
+        -- entered the stage (a skip-trace result): it re-enters the stage that day, a new key
         reentries as (
             select
-                in_stage.*,
+                joined.* exclude (updated_on, updated_at),
                 case
-                    when updated.updated_on > in_stage.stage_entered_date
-                        and updated.updated_on <= $as_of
-                        then updated.updated_on
-                end as reentered_on
-            from in_stage
-            left join (
-                select customer_id, 'email' as channel, email_updated_on as updated_on
-                from marts.dim_customers where email_updated_on is not null
-                union all
-                select customer_id, 'letter', address_updated_on
-                from marts.dim_customers where address_updated_on is not null
-                union all
-                select customer_id, 'phone', phone_updated_on
-                from marts.dim_customers where phone_updated_on is not null
-            ) as updated
-                on
-                    in_stage.customer_id = updated.customer_id
-                    and in_stage.channel = updated.channel
+                    when joined.updated_on >= joined.stage_entered_date
+                        and joined.updated_on <= $as_of
+                        then joined.updated_on
+                end as reentered_on,
+                case
+                    when joined.updated_on >= joined.stage_entered_date
+                        and joined.updated_on <= $as_of
+                        then joined.updated_at
+                end as reentered_at
+            from (
+                select in_stage.*, updated.updated_on, updated.updated_at
+                from in_stage
+                left join (
+                    select
+                        customer_id, 'email' as channel,
+                        email_updated_on as updated_on, email_updated_at as updated_at
+                    from marts.dim_customers where email_updated_on is not null
+                    union all
+                    select customer_id, 'letter', address_updated_on, address_updated_at
+                    from marts.dim_customers where address_updated_on is not null
+                    union all
+                    select customer_id, 'phone', phone_updated_on, phone_updated_at
+                    from marts.dim_customers where phone_updated_on is not null
+                ) as updated
+                    on
+                        in_stage.customer_id = updated.customer_id
+                        and in_stage.channel = updated.channel
+            ) as joined
         ),
 
         today as (
@@ -220,7 +232,8 @@ def build_plan(
                 stage,
                 stage_order,
                 channel,
-                as_of_date as contact_day
+                as_of_date as contact_day,
+                planned_at
             from ledger
             where status in {contacted}
         ),
@@ -283,10 +296,11 @@ def build_plan(
                     and candidates.stage = contacts.stage
                     and candidates.action_key <> contacts.action_key
                     and abs(contacts.contact_day - $as_of) <= $stay_lookback_days
-                    -- a contact to the details replaced since is no duplicate
+                    -- a contact made for the details replaced since is no duplicate (one
+                    -- still planned is cancelled before sending: recheck)
                     and (
-                        candidates.reentered_on is null
-                        or contacts.contact_day >= candidates.reentered_on
+                        candidates.reentered_at is null
+                        or contacts.planned_at >= candidates.reentered_at
                     )
         ),
 

@@ -18,6 +18,8 @@ may have gained a hold. Each planned contact is cancelled, with its reason, when
 - email_<why>: the address is on recoup's suppression list now (email only);
 - address_returned / phone_invalid: a letter to this address came back, or this number was
   reported invalid (ops.contact_problems; letter / phone only);
+- contact_details_changed: a skip-trace result replaced the channel's details after the
+  contact was planned (the account re-enters its stage for the new ones under another key);
 - no_longer_in_stage: planned by an earlier day's run, and on the run's date the account is
   not in that stay any more (it moved up or down the ladder, paid, or is held);
 - stale_plan: planned more than `contact.catch_up_days` before the run's date.
@@ -328,6 +330,21 @@ def cancel_outdated(
             from pending
             inner join customers on pending.customer_id = customers.customer_id
             where pending.channel = 'phone' and customers.phone_invalid
+
+            union all
+
+            -- planned for details a skip-trace result replaced since: the account re-enters
+            -- its stage for the new ones under another key (planner), so this one never goes
+            select pending.action_key, 11, 'contact_details_changed'
+            from pending
+            inner join customers on pending.customer_id = customers.customer_id
+            where
+                (pending.channel = 'email' and customers.email_updated_at > pending.planned_at)
+                or (
+                    pending.channel = 'letter'
+                    and customers.address_updated_at > pending.planned_at
+                )
+                or (pending.channel = 'phone' and customers.phone_updated_at > pending.planned_at)
         )
 
         select action_key, arg_min(reason, rank) as reason

@@ -126,7 +126,7 @@ RETURNED_REASON_CODES = (
     "duplicate_line",
     "unreadable_row",
 )
-OUTCOMES = ("accepted", "low_confidence", "same_as_current", "not_found")
+OUTCOMES = ("accepted", "low_confidence", "same_as_current", "not_found", "not_used")
 DEFAULT_PROBLEM_REASON = {"letter": "returned_mail", "phone": "phone_invalid"}
 
 IN_TABLE = "_skip_in"
@@ -283,6 +283,7 @@ def import_skip_results(
     *,
     settings: SkipTracingSettings,
     today: dt.date,
+    use_emails: bool = True,
     now: dt.datetime | None = None,
 ) -> SkipResultOutcome:
     """Import the skip-trace result file at `path`: check every line, apply the good ones as
@@ -301,7 +302,7 @@ def import_skip_results(
         try:
             _collect_lines(connection, export)
             _check_result_lines(connection)
-            _decide_results(connection, settings.min_confidence)
+            _decide_results(connection, settings.min_confidence, use_emails)
             loaded = _apply_results(connection, identifier, today, imported_at)
             quarantined = _quarantine(
                 connection, identifier, "results", path.name, "request_id", read.unreadable,
@@ -803,7 +804,9 @@ def _check_result_lines(connection: duckdb.DuckDBPyConnection) -> None:
     )
 
 
-def _decide_results(connection: duckdb.DuckDBPyConnection, min_confidence: int) -> None:
+def _decide_results(
+    connection: duckdb.DuckDBPyConnection, min_confidence: int, use_emails: bool = True
+) -> None:
     """`_skip_decided`: per good line, one row per field group it gives (or one `none` row),
     with the outcome and the fingerprints it is judged by."""
 
@@ -871,6 +874,7 @@ def _decide_results(connection: duckdb.DuckDBPyConnection, min_confidence: int) 
                 judged.*,
                 case
                     when field_group = 'none' then 'not_found'
+                    when field_group = 'email' and not $use_emails then 'not_used'
                     when confidence < $min_confidence then 'low_confidence'
                     when line_fingerprint = current_fingerprint then 'same_as_current'
                     else 'accepted'
@@ -883,7 +887,7 @@ def _decide_results(connection: duckdb.DuckDBPyConnection, min_confidence: int) 
             case when outcome = 'accepted' then {OVERRIDE_ID_SQL} end as override_id
         from final
         """,
-        {"min_confidence": min_confidence},
+        {"min_confidence": min_confidence, "use_emails": use_emails},
     )
 
 

@@ -17,7 +17,8 @@ left unanswered for `skip_tracing.result_wait_days` expires; the customer may th
 again. The day's requests go out as `out/skip_tracing/<date>/skip_requests.csv` (layout in
 docs/skip-tracing.md), rewritten whole from the ledger, so a rerun of the day writes the same
 lines. The file carries what a vendor needs to search (name, last known address, email, phone,
-date of birth, last four of the SSN: never the full SSN) and is readable by its owner only.
+date of birth, decrypted for the file only, and the last four of the SSN: never the full SSN)
+and is readable by its owner only.
 
 Results come back through `recoup skip-trace import` (flows/lib/skip_results.py).
 """
@@ -34,6 +35,7 @@ import duckdb
 
 from flows.lib.config import SkipTracingSettings
 from flows.lib.output_files import csv_bytes, write_atomically
+from flows.lib.pii import Keyring, restricted_identities
 
 REASONS = ("email_hard_bounce", "letter_returned", "phone_invalid", "no_usable_channel")
 REQUEST_STATUSES = ("open", "found", "not_found", "expired")
@@ -149,6 +151,7 @@ class SkipTraceOutcome:
     open_requests: int = 0  # after this run, all dates
     files: list[str] = field(default_factory=list)
     dry_run: bool = False
+    held_back: str | None = None  # why this run makes no request (a past date, a scope)
 
     def __str__(self) -> str:
         reasons = ", ".join(f"{r} {n:,}" for r, n in sorted(self.candidates.items()))
@@ -160,7 +163,9 @@ class SkipTraceOutcome:
         return (
             f"{self.total_candidates:,} customers to trace"
             + (f" ({reasons})" if reasons else "")
-            + f"; {made}; {self.waiting:,} waiting on an earlier request"
+            + f"; {made}"
+            + (f" ({self.held_back})" if self.held_back else "")
+            + f"; {self.waiting:,} waiting on an earlier request"
             + f"; {self.open_requests:,} open, {self.expired:,} expired"
         )
 
@@ -280,10 +285,18 @@ def trace_skips(
     *,
     run_id: str,
     dry_run: bool = False,
+    scoped: bool = False,
     now: dt.datetime | None = None,
+    keyring: Keyring | None = None,
 ) -> SkipTraceOutcome:
     """Expire old requests, request today's new candidates and write the day's request file
-    (not in a dry run: then only count). Needs the marts built for `as_of`."""
+    (not in a dry run: then only count). Needs the marts built for `as_of`.
+
+    Only a run for the whole book on the newest date makes new requests: a rerun for a past
+    date (a later date was run, or requested, already) and a run scoped to a segment or a list
+    of accounts count the candidates and make none, so nobody is traced on an old day's facts
+    or twice. The day's file is written when the run made requests or there is none yet; once
+    sent it is not rewritten with newer details."""
     from flows.lib.contact_data import require_build_for
 
     require_build_for(
@@ -312,6 +325,13 @@ def trace_skips(
     outcome.total_candidates = int(
         connection.execute("select count(*) from _skip_candidates").fetchall()[0][0]
     )
+    outcome.held_back = (
+        "a run scoped to a segment or accounts makes no request"
+        if scoped
+        else "a rerun for a past date makes no request"
+        if _later_date_run(connection, as_of)
+        else None
+    )
     new_rows = f"""
         select
             {REQUEST_ID_SQL} as request_id,
@@ -323,6 +343,7 @@ def trace_skips(
         where
             not candidates.waiting
             and {REQUEST_ID_SQL} not in (select request_id from ops.skip_requests)
+            and {"false" if outcome.held_back else "true"}
     """
     if dry_run:
         outcome.new_requests = int(
@@ -367,17 +388,40 @@ def trace_skips(
         raise
     finally:
         connection.execute("drop table if exists _skip_candidates")
-    rows = request_file_rows(connection, as_of)
+    rows = request_file_rows(connection, as_of, keyring)
     outcome.requested = len(rows)
-    outcome.files.append(str(write_atomically(path, csv_bytes(REQUEST_COLUMNS, rows))))
+    if outcome.new_requests or not path.exists():
+        write_atomically(path, csv_bytes(REQUEST_COLUMNS, rows))
+    outcome.files.append(str(path))
     outcome.open_requests = _open_requests(connection)
     return outcome
 
 
-def request_file_rows(connection: duckdb.DuckDBPyConnection, as_of: dt.date) -> list[tuple]:
+def _later_date_run(connection: duckdb.DuckDBPyConnection, as_of: dt.date) -> bool:
+    """Whether a later date was run (ops.runs, not a dry run) or requested already."""
+    later_request = connection.execute(
+        "select count(*) from ops.skip_requests where requested_on > ?", [as_of]
+    ).fetchall()[0][0]
+    runs = connection.execute(
+        "select count(*) from information_schema.tables "
+        "where table_schema = 'ops' and table_name = 'runs'"
+    ).fetchall()[0][0]
+    later_run = (
+        runs
+        and connection.execute(
+            "select count(*) from ops.runs where as_of_date > ? and not dry_run", [as_of]
+        ).fetchall()[0][0]
+    )
+    return bool(later_request or later_run)
+
+
+def request_file_rows(
+    connection: duckdb.DuckDBPyConnection, as_of: dt.date, keyring: Keyring | None = None
+) -> list[tuple]:
     """The lines of the request file of `as_of`: every request made that day, in customer
-    order, with the contact details in use now."""
-    return connection.execute(
+    order, with the contact details in use now. The date of birth is decrypted from
+    raw.customers here, for the file only (the marts keep the year)."""
+    rows = connection.execute(
         """
         select
             requests.request_id,
@@ -394,7 +438,6 @@ def request_file_rows(connection: duckdb.DuckDBPyConnection, as_of: dt.date) -> 
             customers.country,
             customers.phone,
             customers.email,
-            customers.date_of_birth,
             customers.ssn_last4,
             array_to_string(requests.account_ids, ';'),
             requests.max_days_past_due
@@ -406,6 +449,14 @@ def request_file_rows(connection: duckdb.DuckDBPyConnection, as_of: dt.date) -> 
         """,
         [as_of],
     ).fetchall()
+    born = restricted_identities(
+        connection, keyring, [row[1] for row in rows], needed_for="the skip-trace request file"
+    )
+    at = REQUEST_COLUMNS.index("date_of_birth")
+    return [
+        (*row[:at], born[row[1]].date_of_birth if row[1] in born else None, *row[at:])
+        for row in rows
+    ]
 
 
 def _open_requests(connection: duckdb.DuckDBPyConnection) -> int:

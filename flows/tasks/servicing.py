@@ -10,6 +10,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.lib.config import Settings
+from flows.lib.pii import keyring_for
 from flows.lib.servicing import ServicingOutcome, write_servicing_queues
 from flows.lib.skip_tracing import SkipTraceOutcome, trace_skips
 
@@ -32,12 +33,13 @@ def skip_trace(
     run_id: str,
     *,
     dry_run: bool = False,
+    scoped: bool = False,
 ) -> SkipTraceOutcome:
     """Request skip tracing for the customers the ladder can no longer reach (a dry run only
     counts them)."""
     outcome = trace_skips(
         connection, settings.skip_tracing, settings.path("out"), as_of, run_id=run_id,
-        dry_run=dry_run,
+        dry_run=dry_run, scoped=scoped, keyring=keyring_for(settings),
     )  # fmt: skip
     get_run_logger().info("skip tracing: %s", outcome)
     return outcome

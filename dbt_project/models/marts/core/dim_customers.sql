@@ -26,10 +26,10 @@ final as (
         contacts.state,
         contacts.postal_code,
         contacts.country,
-        customers.timezone,
+        contacts.timezone,
         customers.language,
         customers.ssn_last4,
-        customers.date_of_birth,
+        customers.birth_year,
         customers.created_at,
         contacts.email_source,
         contacts.phone_source,
@@ -37,10 +37,20 @@ final as (
         contacts.email_updated_on,
         contacts.phone_updated_on,
         contacts.address_updated_on,
+        contacts.email_updated_at,
+        contacts.phone_updated_at,
+        contacts.address_updated_at,
         contacts.is_address_returned,
         contacts.is_phone_invalid,
         customers.email as billing_email,
-        customers.phone as billing_phone
+        customers.phone as billing_phone,
+        customers.address_line1 as billing_address_line1,
+        customers.address_line2 as billing_address_line2,
+        customers.city as billing_city,
+        customers.state as billing_state,
+        customers.postal_code as billing_postal_code,
+        customers.country as billing_country,
+        customers.timezone as billing_timezone
     from customers
     inner join contacts
         on customers.customer_id = contacts.customer_id

@@ -13,6 +13,7 @@ renamed as (
         customer_id,
 
         -- strings
+        timezone,
         email,
         phone,
         address_line1,
@@ -32,7 +33,12 @@ renamed as (
         -- dates
         email_updated_on,
         phone_updated_on,
-        address_updated_on
+        address_updated_on,
+
+        -- timestamps
+        email_updated_at,
+        phone_updated_at,
+        address_updated_at
 
     from source
 
