@@ -36,7 +36,7 @@ format: install
 	$(BIN)/ruff format flows tests bench
 
 bench: install
-	$(BIN)/python bench/run.py
+	$(BIN)/python -m bench.run
 
 # Re-resolve every pin after changing pyproject.toml, then run `make test`.
 lock:

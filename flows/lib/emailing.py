@@ -27,6 +27,7 @@ from typing import TypeVar
 import duckdb
 import jinja2
 
+from flows.lib import faults
 from flows.lib.config import Settings
 from flows.lib.contact_data import PlannedContact, due_contacts, validation_end
 from flows.lib.ledger import ChannelOutcome, Outcome, claim, record_outcomes
@@ -133,6 +134,7 @@ def send_planned_emails(
     size = request_size or (
         settings.email.batch_size if sender.provider.startswith("sendgrid") else OUTBOX_REQUEST_SIZE
     )
+    handed = 0  # messages handed to the sender so far (the test-only fault point send:<n>)
     for batch in request_batches(addressed, size):
         current = clock() if clock is not None else now
         ready, held_back = [], []
@@ -164,6 +166,8 @@ def send_planned_emails(
                 SendResult(message.outbox_id, "failed", sender.provider, 1, error=str(error))
                 for message, _ in messages
             ]
+        handed += len(messages)
+        faults.after_handed(handed)
         recorded = _outcomes(results, messages, sent_at=current)
         record_outcomes(connection, recorded, run_id=run_id)
         for each in recorded:

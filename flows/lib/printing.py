@@ -19,10 +19,12 @@ import zoneinfo
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 
 from flows.lib.config import Settings
 from flows.lib.contact_data import due_contacts
 from flows.lib.emailing import planned_keys
+from flows.lib.file_batches import write_batch_atomically
 from flows.lib.ledger import ChannelOutcome, Outcome, claim, record_outcomes
 from flows.lib.letters import letter_pdf
 from flows.lib.output_files import csv_bytes, write_atomically
@@ -106,8 +108,14 @@ def print_planned_letters(
         },
     )
     manifest_rows, sent = [], []
+    # the PDFs flushed to disk once for the batch, not twice each (flows/lib/file_batches.py)
+    unwritten = write_batch_atomically(
+        folder, [(f"{contact.action_key}.pdf", pdf) for contact, pdf in rendered]
+    )
+    if unwritten:
+        raise next(iter(unwritten.values()))
     for contact, pdf in rendered:
-        path = write_atomically(folder / f"{contact.action_key}.pdf", pdf)
+        path = folder / f"{contact.action_key}.pdf"
         address = (*contact.recipient.mailing_address, "", "", "", "")[:4]
         manifest_rows.append(
             (
@@ -148,8 +156,20 @@ def note_hand_off(
     settled by looking for the item in that file."""
     if not files:
         return
-    connection.executemany(
-        "update ops.action_ledger set output_path = ?, provider_message_id = ? "
-        "where action_key = ?",
-        [[str(item), hand_off.name, key] for key, (item, hand_off) in files.items()],
+    # one set-based update: an executemany costs a statement per key (4 ms each at 100k)
+    hand_offs = pa.table(
+        {
+            "action_key": list(files),
+            "output_path": [str(item) for item, _ in files.values()],
+            "provider_message_id": [hand_off.name for _, hand_off in files.values()],
+        }
     )
+    connection.register("_hand_offs", hand_offs)
+    try:
+        connection.execute(
+            "update ops.action_ledger as ledger set output_path = hand_offs.output_path, "
+            "provider_message_id = hand_offs.provider_message_id from _hand_offs as hand_offs "
+            "where ledger.action_key = hand_offs.action_key"
+        )
+    finally:
+        connection.unregister("_hand_offs")

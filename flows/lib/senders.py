@@ -46,8 +46,10 @@ from python_http_client.exceptions import HTTPError
 from sendgrid import SendGridAPIClient
 
 from flows.lib.config import EmailSettings, Settings
+from flows.lib.eml_writer import eml_bytes
+from flows.lib.file_batches import write_batch_atomically
 from flows.lib.messages import EmailMessage, SendAborted, SendResult, SendStatus
-from flows.lib.output_files import write_atomically
+from flows.lib.output_files import owner_only_folder
 
 logger = logging.getLogger(__name__)
 
@@ -537,34 +539,47 @@ class OutboxSender:
                     f"outbox id {message.outbox_id!r} cannot be a file name; "
                     "use letters, digits, '.', '_' and '-'"
                 )
-        self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        return [self._write(message) for message in messages]
-
-    def _write(self, message: EmailMessage) -> SendResult:
-        path = self.folder / f"{message.outbox_id}.eml"
-        try:
-            eml = build_eml(
-                message,
-                from_address=self.from_address,
-                from_name=self.from_name,
-                reply_to=self.reply_to,
-                now=dt.datetime.now(dt.UTC),
+        owner_only_folder(self.folder)
+        built: list[tuple[EmailMessage, bytes]] = []
+        results: dict[str, SendResult] = {}
+        now = dt.datetime.now(dt.UTC)
+        for message in messages:
+            try:
+                built.append((message, self._eml_bytes(message, now)))
+            except (ValueError, MessageError) as error:
+                results[message.outbox_id] = self._failed(
+                    message, f"could not build the email: {error}"
+                )
+        # one flush of the folder per request, not two per file (flows/lib/file_batches.py)
+        failed = write_batch_atomically(
+            self.folder, [(f"{message.outbox_id}.eml", data) for message, data in built]
+        )
+        for message, _ in built:
+            path = self.folder / f"{message.outbox_id}.eml"
+            error = failed.get(path.name)
+            results[message.outbox_id] = (
+                self._failed(message, f"could not write {path}: {error.strerror or error}")
+                if error is not None
+                else SendResult(
+                    outbox_id=message.outbox_id,
+                    status="sent",
+                    provider=self.provider,
+                    attempts=1,
+                    provider_message_id=path.name,
+                    output_path=str(path),
+                )
             )
-            # default policy: LF line ends, so the file reads back exactly as written
-            data = eml.as_bytes()
-        except (ValueError, MessageError) as error:
-            return self._failed(message, f"could not build the email: {error}")
-        try:
-            write_atomically(path, data)
-        except OSError as error:
-            return self._failed(message, f"could not write {path}: {error.strerror or error}")
-        return SendResult(
-            outbox_id=message.outbox_id,
-            status="sent",
-            provider=self.provider,
-            attempts=1,
-            provider_message_id=path.name,
-            output_path=str(path),
+        return [results[message.outbox_id] for message in messages]
+
+    def _eml_bytes(self, message: EmailMessage, now: dt.datetime) -> bytes:
+        # build_eml(...).as_bytes(), byte for byte, with the plain headers written directly
+        # (flows/lib/eml_writer.py); LF line ends, so the file reads back exactly as written
+        return eml_bytes(
+            message,
+            from_address=self.from_address,
+            from_name=self.from_name,
+            reply_to=self.reply_to,
+            now=now,
         )
 
     def _failed(self, message: EmailMessage, error: str) -> SendResult:
@@ -585,7 +600,8 @@ def build_eml(
     reply_to: str | None,
     now: dt.datetime,
 ) -> MimeMessage:
-    """The message as a MIME email: multipart/alternative, text/plain then text/html, UTF-8."""
+    """The message as a MIME email: multipart/alternative, text/plain then text/html, UTF-8.
+    OutboxSender writes the same bytes faster with flows/lib/eml_writer.py."""
     eml = MimeMessage(policy=default_policy)
     eml["From"] = Address(display_name=from_name, addr_spec=from_address)
     eml["To"] = Address(display_name=message.to_name, addr_spec=message.to_address)

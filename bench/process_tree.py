@@ -1,0 +1,118 @@
+"""Peak resident memory of a process and all its descendants, sampled from /proc.
+
+`TreeSampler` runs in a background thread: every `interval` seconds it finds the process tree
+under `root` (by each process's parent pid in /proc/<pid>/stat) and adds up their VmRSS.
+The peak of that sum is kept per phase (`sampler.phase("full run")`), so one sampler covers
+the whole benchmark and each phase reports its own peak. Pages shared between processes
+(libraries, copy-on-write after fork) count once per process: the sum is an upper bound.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+PROC = Path("/proc")
+
+
+def parent_pids(proc: Path = PROC) -> dict[int, int]:
+    """Every live process id and its parent's (processes that end while read are skipped)."""
+    parents: dict[int, int] = {}
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text(encoding="ascii", errors="replace")
+        except OSError:
+            continue
+        # "pid (command) state ppid ...": the command may hold spaces and parentheses
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if len(fields) > 1:
+            parents[int(entry.name)] = int(fields[1])
+    return parents
+
+
+def descendants(root: int, parents: dict[int, int]) -> set[int]:
+    """`root` and every process below it."""
+    children: dict[int, list[int]] = {}
+    for pid, parent in parents.items():
+        children.setdefault(parent, []).append(pid)
+    found, waiting = {root}, [root]
+    while waiting:
+        for child in children.get(waiting.pop(), ()):
+            if child not in found:
+                found.add(child)
+                waiting.append(child)
+    return found
+
+
+def rss_bytes(pid: int, proc: Path = PROC) -> int:
+    """The resident set of one process (0 when it has ended or is a zombie)."""
+    try:
+        status = (proc / str(pid) / "status").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return 0
+    for line in status.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024  # reported in kB
+    return 0
+
+
+def tree_rss_bytes(root: int, proc: Path = PROC) -> int:
+    """The resident memory of `root` and its descendants, added up."""
+    return sum(rss_bytes(pid, proc) for pid in descendants(root, parent_pids(proc)))
+
+
+class TreeSampler:
+    """Samples the tree under `root` (default: this process) until `stop()`."""
+
+    def __init__(self, root: int | None = None, interval: float = 0.2, proc: Path = PROC) -> None:
+        self.root = root if root is not None else os.getpid()
+        self.interval = interval
+        self.proc = proc
+        self.peaks: dict[str, int] = {}
+        self.overall = 0
+        self._current = "start"
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+
+    def start(self) -> TreeSampler:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join()
+        self.sample()  # the last word, so a short phase is never left at zero
+
+    def sample(self) -> int:
+        total = tree_rss_bytes(self.root, self.proc)
+        with self._lock:
+            self.peaks[self._current] = max(self.peaks.get(self._current, 0), total)
+            self.overall = max(self.overall, total)
+        return total
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Attribute the samples taken meanwhile to `name` (phases do not nest)."""
+        self.sample()  # close the previous phase with a reading
+        with self._lock:
+            previous, self._current = self._current, name
+        try:
+            yield
+        finally:
+            self.sample()
+            with self._lock:
+                self._current = previous
+
+    def peak(self, name: str) -> int:
+        with self._lock:
+            return self.peaks.get(name, 0)
+
+    def _run(self) -> None:
+        while not self._stopped.wait(self.interval):
+            self.sample()
