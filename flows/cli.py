@@ -28,6 +28,7 @@ from flows.lib.gates import GateFailed
 from flows.lib.loader import BatchOutcome
 from flows.lib.messages import SendAborted
 from flows.lib.metro2_validate import Metro2Invalid
+from flows.lib.pii import PiiError
 from flows.lib.remittances import RemittanceFileError
 from flows.lib.run_lock import LockBusy, current_holder
 from flows.lib.runs import StepSelectionError
@@ -70,12 +71,16 @@ USER_ERRORS = (
     SkipResultFileError,
     BureauError,
     Metro2Invalid,
+    PiiError,
     RunFailed,
 )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point."""
+    # every file recoup and its children (dbt, DuckDB, Prefect's database) create here is the
+    # owner's only: letters, queues, logs and the warehouse hold personal data
+    os.umask(0o077)
     try:
         app(args=list(argv) if argv is not None else None, standalone_mode=False)
     except USER_ERRORS as error:
@@ -172,6 +177,17 @@ def demo(
         )
     per_entity = ", ".join(f"{rows:,} {entity}" for entity, rows in export.rows.items())
     console.print(f"Generated {sum(export.rows.values()):,} rows ({per_entity}).")
+    from flows.lib.pii import ensure_demo_key
+
+    demo_key = ensure_demo_key(settings)
+    if demo_key is not None:
+        console.print(
+            f"[yellow]No RECOUP_PII_KEY set:[/] generated a demo key in {demo_key} (owner-only); "
+            "the demo's SSNs and dates of birth are encrypted with it. For real data set "
+            "RECOUP_PII_KEY from your secret store (docs/data-protection.md).",
+            highlight=False,
+            soft_wrap=True,
+        )
     _run_daily(settings, day, dry_run=False)
     console.print()
     console.print(f"Warehouse: [bold]{settings.warehouse_path}[/]")
@@ -410,6 +426,14 @@ def status() -> None:
             f"Warehouse: {settings.warehouse_path}  ({batches} batches loaded, last {last})"
         )
         console.print(f"Freshness: {freshness(connection)}")
+        from flows.lib.gates import unfinished_build
+
+        unfinished = unfinished_build(connection)
+        if unfinished is not None:  # the marts may mix two dates: see marts.build_status
+            console.print(
+                f"[bold red]Marts in doubt:[/] {unfinished.warning()}. {unfinished.recovery()}.",
+                highlight=False,
+            )
         runs = recent_runs(connection)
         if runs:
             _print_table("Last runs (ops.runs)", runs)
@@ -599,6 +623,66 @@ def bureau(
     console.print(str(outcome), highlight=False, soft_wrap=True)
 
 
+# --- data protection ----------------------------------------------------------------------
+
+
+@app.command()
+def purge(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Say what would be removed; change nothing.")
+    ] = False,
+    as_of: Annotated[
+        str | None,
+        typer.Option("--as-of", help="Judge the ages on this date, YYYY-MM-DD (default: today)."),
+    ] = None,
+) -> None:
+    """Remove the personal data of customers done with for longer than retention.years
+    (default 7), and the files older than that; the audit trail stays (ops.action_log, the
+    ledger's ids, dates, statuses and amounts). Recorded in ops.purges."""
+    settings = _settings()
+    from flows.lib.retention import purge as purge_personal_data
+
+    day = _parse_date(as_of, "--as-of") or settings.today()
+    outcome = purge_personal_data(settings, as_of=day, dry_run=dry_run)
+    console.print(str(outcome), highlight=False, soft_wrap=True)
+    if dry_run and outcome.files:
+        for path in outcome.files[:20]:
+            console.print(f"  would delete {path}", highlight=False, soft_wrap=True)
+        if len(outcome.files) > 20:
+            console.print(f"  ... and {len(outcome.files) - 20:,} more files", highlight=False)
+
+
+pii_app = typer.Typer(
+    help="SSNs and dates of birth at rest: encrypt an older warehouse, rotate the key.",
+    no_args_is_help=True,
+)
+app.add_typer(pii_app, name="pii")
+
+
+@pii_app.command("encrypt")
+def pii_encrypt() -> None:
+    """Encrypt every SSN and date of birth in raw.customers with RECOUP_PII_KEY: those an
+    older recoup kept in the clear, and those under a key in RECOUP_PII_PREVIOUS_KEYS (a
+    rotation). Then the warehouse file is rewritten, so it keeps no older copy."""
+    settings = _settings()
+    from flows.lib.pii import PiiKeyMissing, keyring_for, protect_warehouse
+    from flows.lib.run_lock import run_lock
+    from flows.lib.warehouse import open_warehouse
+
+    keyring = keyring_for(settings)
+    if keyring is None:
+        raise PiiKeyMissing(
+            "set RECOUP_PII_KEY to the key to encrypt with (`openssl rand -base64 32` makes "
+            "one; keep it in your secret store, not beside the warehouse). Nothing was changed."
+        )
+    if not settings.warehouse_path.exists():
+        raise FileNotFoundError(f"{settings.warehouse_path}: no warehouse yet; nothing to do.")
+    with run_lock(settings.path("state"), "pii encrypt", settings.ingest.lock_wait_seconds):
+        outcome = protect_warehouse(settings.warehouse_path, keyring)
+        open_warehouse(settings.warehouse_path).close()  # today's views over the new columns
+    console.print(str(outcome), highlight=False, soft_wrap=True)
+
+
 agencies_app = typer.Typer(
     help="Collection agencies: place and recall accounts, import remittance files.",
     no_args_is_help=True,
@@ -684,7 +768,11 @@ def skip_trace_import(
         settings,
         "skip-trace import",
         lambda connection: import_skip_results(
-            connection, path, settings=settings.skip_tracing, today=settings.today()
+            connection,
+            path,
+            settings=settings.skip_tracing,
+            today=settings.today(),
+            use_emails=settings.uses_found_emails,
         ),
     )
     console.print(str(outcome), highlight=False, soft_wrap=True)

@@ -34,14 +34,23 @@ from prefect.runtime import flow_run
 
 from flows.lib.agency_placement import PlacementOutcome
 from flows.lib.config import Settings, load_settings
-from flows.lib.dbt_build import DbtOutcome
+from flows.lib.dbt_build import DbtFailed, DbtOutcome
 from flows.lib.dry_run import diff_markdown, dry_run_diff, plan_by_stage
 from flows.lib.email_events import ImportOutcome
 from flows.lib.export_files import inbox_batch_folders
-from flows.lib.gates import GateOutcome, latest_build, record_build
+from flows.lib.gates import (
+    BuildAttempt,
+    GateOutcome,
+    fail_build,
+    finish_build,
+    latest_build,
+    start_build,
+    unfinished_build,
+)
 from flows.lib.ledger import ChannelOutcome
 from flows.lib.loader import BatchOutcome
-from flows.lib.output_files import csv_bytes, write_atomically
+from flows.lib.output_files import csv_bytes, owner_only_folder, write_atomically
+from flows.lib.pii import keyring_for
 from flows.lib.planner import ContactScope, Plan
 from flows.lib.run_lock import run_lock
 from flows.lib.run_logs import run_log
@@ -174,9 +183,15 @@ def _resume_point(
         )
     resumable = run_to_resume(connection, day)
     resume_from, gates_passed = resumable.failed_step, resumable.gates_passed
-    # the marts hold one build: when another date was built since, build this one again
-    # (and check it) before contacting, or the contacts would carry that date's amounts
-    if STEPS.index(resume_from) > STEPS.index("build") and latest_build(connection) != day:
+    ahead = set(STEPS[STEPS.index(resume_from) :])
+    if not gates_passed and ahead & {"plan", "agencies"} and "gate_raw" not in ahead:
+        resume_from = "gate_raw"  # a failed build, say: both gates pass before anything outbound
+    # the marts hold one build: when another date was built since, or a build did not finish
+    # since (the marts may mix two dates), build this one again (and check it) before
+    # contacting, or the contacts would carry another date's amounts
+    if STEPS.index(resume_from) > STEPS.index("build") and (
+        latest_build(connection) != day or unfinished_build(connection) is not None
+    ):
         resume_from, gates_passed = "gate_raw", False
     get_run_logger().info("resuming run %s from step %s", resumable.run_id[:8], resume_from)
     return (
@@ -198,7 +213,7 @@ def _count(accounts: object) -> int | None:
 def _scratch_copy(settings: Settings, run_id: str) -> Settings:
     """Settings that point at a copy of the warehouse, for a dry run."""
     folder = settings.path("state") / "dry_runs" / run_id
-    folder.mkdir(parents=True, exist_ok=True)
+    owner_only_folder(folder)
     copy = folder / settings.warehouse_path.name
     for suffix in ("", ".wal"):
         source = settings.warehouse_path.with_name(settings.warehouse_path.name + suffix)
@@ -217,30 +232,31 @@ def _run_steps(
     connection = open_warehouse(settings.warehouse_path)
     try:
         record_run(connection, record, summary_of(run))  # status: running
+        record.on_step_done = lambda: record_run(connection, record, summary_of(run))
         if record.runs("ingest"):
             with record.step("ingest"):
                 folders = inbox_batch_folders(settings.path("inbox"))
                 if folders:
-                    run.batches = load_batches(connection, folders)
+                    run.batches = load_batches(connection, folders, keyring_for(settings))
                 else:
                     get_run_logger().info("inbox %s holds no batch", settings.path("inbox"))
         if record.runs("gate_raw"):
             with record.step("gate_raw"):
                 run.gates.append(check_raw_batch(connection, settings, run.as_of, run.run_id))
+        if "build" in record.selected:
+            start_build(connection, run.run_id, run.as_of)  # in doubt until it succeeds
     finally:
+        record.on_step_done = None
         connection.close()  # dbt opens the file itself: one writer at a time
     if record.runs("build"):
         with record.step("build"):
-            run.marts = build_marts(
-                settings.warehouse_path,
-                settings.path("state"),
-                run.as_of,
-                settings.servicing.dbt_vars(),
-            )
+            run.marts = _build_marked(run, settings)
     connection = open_warehouse(settings.warehouse_path)
     try:
+        record.on_step_done = lambda: record_run(connection, record, summary_of(run))
+        record.on_step_done()  # the build's outcome
         if run.marts is not None:
-            record_build(connection, run.as_of)
+            finish_build(connection, run.run_id, run.as_of)
         if record.runs("gate_warehouse"):
             with record.step("gate_warehouse"):
                 run.gates.append(check_marts(connection, settings, run.as_of, run.run_id))
@@ -270,8 +286,9 @@ def _run_steps(
             if record.runs("skip_trace"):
                 with record.step("skip_trace"):
                     run.skip_tracing = skip_trace(
-                        connection, settings, run.as_of, run.run_id, dry_run=True
-                    )
+                        connection, settings, run.as_of, run.run_id, dry_run=True,
+                        scoped=scope != ContactScope(),
+                    )  # fmt: skip
             return
         if record.runs("recheck"):
             with record.step("recheck"):
@@ -298,8 +315,50 @@ def _run_steps(
                 run.files += run.servicing.files
         if record.runs("skip_trace"):
             with record.step("skip_trace"):
-                run.skip_tracing = skip_trace(connection, settings, run.as_of, run.run_id)
+                run.skip_tracing = skip_trace(
+                    connection, settings, run.as_of, run.run_id, scoped=scope != ContactScope()
+                )
                 run.files += run.skip_tracing.files
+    finally:
+        record.on_step_done = None
+        connection.close()
+
+
+def _build_marked(run: RunSummary, settings: Settings) -> DbtOutcome:
+    """dbt for the run's date. A failed build is marked with the run id in
+    ops.build_attempts (analysts see it in marts.build_status), and its error says first what
+    the marts hold now."""
+    try:
+        return build_marts(
+            settings.warehouse_path,
+            settings.path("state"),
+            run.as_of,
+            settings.servicing.dbt_vars(),
+        )
+    except Exception as error:
+        attempt = _mark_failed_build(settings, run.run_id, error)
+        if attempt is None or not isinstance(error, DbtFailed):
+            raise
+        raise DbtFailed(
+            f"{attempt.warning()} (marts.build_status). {attempt.recovery()}.\n{error}",
+            failed_nodes=error.failed_nodes,
+            rebuilt_models=error.rebuilt_models,
+            not_rebuilt_models=error.not_rebuilt_models,
+        ) from error
+
+
+def _mark_failed_build(
+    settings: Settings, run_id: str, error: BaseException
+) -> BuildAttempt | None:
+    """Mark the run's build failed; when the warehouse cannot be opened, it stays marked as
+    building, which every later step treats the same way."""
+    try:
+        connection = _open_retrying(settings.warehouse_path)
+    except Exception:
+        logger.exception("could not mark the failed build of run %s", run_id)
+        return None
+    try:
+        return fail_build(connection, run_id, error)
     finally:
         connection.close()
 

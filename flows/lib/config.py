@@ -8,11 +8,14 @@ This module is the only place that reads the environment. Everything else receiv
 - A nested key is overridden by `RECOUP_<SECTION>__<KEY>`, like
   `RECOUP_INGEST__LOCK_WAIT_SECONDS=5`.
 - An unknown key, in the file or the environment, fails with its name and the allowed names.
-- Secrets (the SendGrid API key) come from the environment only; a secret in the file fails.
+- Secrets (the SendGrid API key, the PII encryption keys) come from the environment only; a
+  secret in the file fails.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
 import os
 import re
@@ -36,11 +39,17 @@ from pydantic import (
 
 CONFIG_FILE_NAME = "recoup.yaml"
 ENV_PREFIX = "RECOUP_"
-# Environment variables that are not settings inside recoup.yaml.
-ENV_NOT_SETTINGS = {"RECOUP_HOME", "RECOUP_CONFIG"}
-SECRET_ENV_VARS = ("SENDGRID_API_KEY",)
+# Environment variables that are not settings inside recoup.yaml (RECOUP_FAULT_KILL_AT is the
+# test-only fault injection of flows/lib/faults.py).
+ENV_NOT_SETTINGS = {"RECOUP_HOME", "RECOUP_CONFIG", "RECOUP_FAULT_KILL_AT"}
+# the PII encryption keys (flows/lib/pii.py): secrets, read here and never from the file
+ENV_NOT_SETTINGS |= {"RECOUP_PII_KEY", "RECOUP_PII_PREVIOUS_KEYS"}
+SECRET_ENV_VARS = ("SENDGRID_API_KEY", "RECOUP_PII_KEY", "RECOUP_PII_PREVIOUS_KEYS")
 DEFAULT_SENDGRID_API_HOST = "https://api.sendgrid.com"
-ENV_ONLY_FIELDS = ("home", "sendgrid_api_key", "sendgrid_api_host")
+ENV_ONLY_FIELDS = (
+    "home", "sendgrid_api_key", "sendgrid_api_host", "pii_key", "pii_previous_keys",
+)  # fmt: skip
+PII_KEY_BYTES = 32  # AES-256
 
 
 class ConfigError(ValueError):
@@ -433,6 +442,25 @@ class SkipTracingSettings(_Section):
     vendor: str = Field(
         "skip-trace-vendor", min_length=1, description="Who receives the request files."
     )
+    use_found_emails: bool | None = Field(
+        None,
+        description="Whether an email address a skip-trace vendor found is used. Empty: yes "
+        "for a first-party creditor, no for a third-party collector (an address from a vendor "
+        "is outside Reg F's email safe harbor, 1006.6(d)(4)).",
+    )
+
+
+class RetentionSettings(_Section):
+    """How long recoup keeps a customer's personal data once they are done with
+    (`recoup purge`, docs/data-protection.md)."""
+
+    years: int = Field(
+        7,
+        ge=1,
+        le=100,
+        description="A customer whose every account is closed (or settled and inactive) for "
+        "longer than this loses their personal data at the next purge; the audit trail stays.",
+    )
 
 
 class DemoSettings(_Section):
@@ -454,6 +482,7 @@ class Settings(_Section):
     bureau: BureauSettings = BureauSettings()
     servicing: ServicingSettings = ServicingSettings()
     skip_tracing: SkipTracingSettings = SkipTracingSettings()
+    retention: RetentionSettings = RetentionSettings()
     demo: DemoSettings = DemoSettings()
     sendgrid_api_key: SecretStr | None = Field(
         None, description="From SENDGRID_API_KEY only; without it emails go to the outbox folder."
@@ -461,6 +490,16 @@ class Settings(_Section):
     sendgrid_api_host: str = Field(
         DEFAULT_SENDGRID_API_HOST,
         description="From SENDGRID_API_HOST only: a test server can stand in for SendGrid.",
+    )
+    pii_key: SecretStr | None = Field(
+        None,
+        description="From RECOUP_PII_KEY only: the key SSNs and dates of birth are encrypted "
+        "with (32 random bytes, base64).",
+    )
+    pii_previous_keys: tuple[SecretStr, ...] = Field(
+        (),
+        description="From RECOUP_PII_PREVIOUS_KEYS only (comma-separated): older keys that "
+        "still open what they encrypted, until `recoup pii encrypt` re-encrypts it.",
     )
 
     def path(self, name: Literal["warehouse", "out", "outbox", "inbox", "state"]) -> Path:
@@ -476,6 +515,12 @@ class Settings(_Section):
     def sender_name(self) -> str:
         """The From name: the company's own name unless another is set."""
         return self.email.from_name or self.company.name
+
+    @property
+    def uses_found_emails(self) -> bool:
+        """Whether accepted skip-trace emails are used (skip_tracing.use_found_emails)."""
+        chosen = self.skip_tracing.use_found_emails
+        return self.collector_type == "first_party" if chosen is None else chosen
 
     def today(self) -> dt.date:
         """Today's date in the company's time zone (the default as-of date)."""
@@ -499,6 +544,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         "home": "set RECOUP_HOME instead.",
         "sendgrid_api_key": "secrets come from the environment only: set SENDGRID_API_KEY.",
         "sendgrid_api_host": "set SENDGRID_API_HOST in the environment instead.",
+        "pii_key": "secrets come from the environment only: set RECOUP_PII_KEY.",
+        "pii_previous_keys": "secrets come from the environment only: set "
+        "RECOUP_PII_PREVIOUS_KEYS.",
     }
     for forbidden in ENV_ONLY_FIELDS:
         if forbidden in document:
@@ -512,10 +560,39 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     document["sendgrid_api_host"] = (
         env.get("SENDGRID_API_HOST") or DEFAULT_SENDGRID_API_HOST
     ).rstrip("/")
+    document["pii_key"], document["pii_previous_keys"] = _pii_keys(env)
     try:
         return Settings.model_validate(document)
     except ValidationError as error:
         raise ConfigError(_describe(error, source)) from None
+
+
+def _pii_keys(env: Mapping[str, str]) -> tuple[str | None, list[str]]:
+    """RECOUP_PII_KEY and RECOUP_PII_PREVIOUS_KEYS, each checked to be a base64 key of 32
+    bytes. The messages never show a key."""
+    current = (env.get("RECOUP_PII_KEY") or "").strip() or None
+    listed = (env.get("RECOUP_PII_PREVIOUS_KEYS") or "").split(",")
+    previous = [part.strip() for part in listed if part.strip()]
+    if previous and current is None:
+        raise ConfigError(
+            "RECOUP_PII_PREVIOUS_KEYS is set but RECOUP_PII_KEY is not: set RECOUP_PII_KEY to "
+            "the key new values are encrypted with."
+        )
+    for number, key in enumerate([current, *previous]):
+        if key is None:
+            continue
+        name = "RECOUP_PII_KEY" if number == 0 else f"RECOUP_PII_PREVIOUS_KEYS (key {number})"
+        try:
+            length = len(base64.b64decode(key, validate=True))
+        except (binascii.Error, ValueError):
+            length = -1
+        if length != PII_KEY_BYTES:
+            found = "is not base64" if length < 0 else f"decodes to {length} bytes"
+            raise ConfigError(
+                f"{name} {found}; a key is {PII_KEY_BYTES} random bytes in base64, for "
+                "example from `openssl rand -base64 32`."
+            )
+    return current, previous
 
 
 def _config_path(env: Mapping[str, str], home: Path) -> Path | None:

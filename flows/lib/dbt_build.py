@@ -21,7 +21,22 @@ DBT_PROJECT = Path(__file__).resolve().parents[2] / "dbt_project"
 
 
 class DbtFailed(RuntimeError):
-    """A model or test failed; the message names each failing node and its error."""
+    """A model or test failed; the message names each failing node and its error.
+    `failed_nodes` holds their unique ids; `rebuilt_models` and `not_rebuilt_models` the models
+    this build did and did not finish (None when dbt stopped before writing its results)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        failed_nodes: tuple[str, ...] = (),
+        rebuilt_models: tuple[str, ...] | None = None,
+        not_rebuilt_models: tuple[str, ...] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.failed_nodes = failed_nodes
+        self.rebuilt_models = rebuilt_models
+        self.not_rebuilt_models = not_rebuilt_models
 
 
 @dataclass(frozen=True)
@@ -63,12 +78,15 @@ def build_warehouse(
     # the date goes in the environment, read when dbt executes (macros/as_of_date.sql): the
     # vars stay the same from day to day, so dbt reuses its saved manifest (partial parsing)
     environment.pop("RECOUP_AS_OF_DATE", None)
+    for secret in ("SENDGRID_API_KEY", "RECOUP_PII_KEY", "RECOUP_PII_PREVIOUS_KEYS"):
+        environment.pop(secret, None)  # dbt needs none of them
     if not unit_tests_only:
         environment["RECOUP_AS_OF_DATE"] = as_of.isoformat()
-    completed = subprocess.run(
-        arguments, env=environment, capture_output=True, text=True, check=False
-    )
     results_file = target / "run_results.json"
+    results_file.unlink(missing_ok=True)  # a killed dbt must not leave the last run's results
+    completed = subprocess.run(
+        arguments, env=environment, capture_output=True, text=True, check=False, umask=0o077
+    )  # its target/ and logs/ owner-only, like every file recoup writes
     if completed.returncode not in (0, 1) or not results_file.is_file():
         tail = "\n".join((completed.stdout + completed.stderr).strip().splitlines()[-15:])
         raise DbtFailed(f"dbt could not run (exit code {completed.returncode}):\n{tail}")
@@ -79,6 +97,18 @@ def build_warehouse(
         if result["status"] in ("error", "fail")
     ]
     if failures or completed.returncode != 0:
-        raise DbtFailed("dbt build failed:\n  " + "\n  ".join(failures or ["see state/dbt/logs"]))
+        models = [result for result in results if result["unique_id"].startswith("model.")]
+        raise DbtFailed(
+            "dbt build failed:\n  " + "\n  ".join(failures or ["see state/dbt/logs"]),
+            failed_nodes=tuple(
+                result["unique_id"] for result in results if result["status"] in ("error", "fail")
+            ),
+            rebuilt_models=tuple(
+                result["unique_id"] for result in models if result["status"] == "success"
+            ),
+            not_rebuilt_models=tuple(
+                result["unique_id"] for result in models if result["status"] != "success"
+            ),
+        )
     seconds = sum(result.get("execution_time") or 0.0 for result in results)
     return DbtOutcome(nodes=len(results), seconds=seconds)

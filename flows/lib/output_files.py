@@ -2,7 +2,8 @@
 
 - `write_atomically` writes to a temporary name in the same folder, flushes it to disk, then
   renames it: a reader (a print vendor, a collector's spreadsheet) never sees half a file.
-- Files carry personal data, so they are created with mode 0o600.
+- Files carry personal data, so they are created with mode 0o600, and the folders recoup
+  creates for them with 0o700 (`owner_only_folder`), whatever the process umask.
 - `csv_bytes` neutralises spreadsheet formulas: a cell that starts with `=`, `+`, `-`, `@`, a tab
   or a carriage return gets a leading apostrophe (OWASP "CSV injection"), so a customer named
   `=HYPERLINK(...)` stays text when the file is opened in Excel or LibreOffice. A cell of only
@@ -22,6 +23,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 FILE_MODE = 0o600
+FOLDER_MODE = 0o700
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 _NUMBER_LIKE = re.compile(r"[+\-]?[\d\s().+\-]*\d[\d\s().]*")
 
@@ -29,7 +31,7 @@ _NUMBER_LIKE = re.compile(r"[+\-]?[\d\s().+\-]*\d[\d\s().]*")
 def write_atomically(path: Path, data: bytes, *, mode: int = FILE_MODE) -> Path:
     """Write `data` to `path` so that the file appears complete or not at all, and stays
     there after a power cut (the file and then its folder are flushed to disk)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    owner_only_folder(path.parent)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(handle, "wb") as stream:
@@ -43,6 +45,21 @@ def write_atomically(path: Path, data: bytes, *, mode: int = FILE_MODE) -> Path:
         raise
     fsync_folder(path.parent)
     return path
+
+
+def owner_only_folder(folder: Path) -> Path:
+    """Create `folder` and any missing parent with mode 0o700 (folders that exist keep
+    theirs: RECOUP_HOME and what its owner made are theirs to set)."""
+    missing = []
+    for candidate in (folder, *folder.parents):
+        if candidate.exists():
+            break
+        missing.append(candidate)
+    for candidate in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # a concurrent writer made it first
+            candidate.mkdir()
+            os.chmod(candidate, FOLDER_MODE)  # mkdir's mode is masked by the umask
+    return folder
 
 
 def fsync_folder(folder: Path) -> None:
@@ -59,13 +76,16 @@ def fsync_folder(folder: Path) -> None:
 
 
 def safe_cell(value: object) -> str:
-    """One CSV cell as text, with a formula-looking start defused."""
+    """One CSV cell as text, with a formula-looking start defused. A carriage return in the
+    cell becomes a line feed: the csv module quotes a cell that holds a line feed but not one
+    that holds only a carriage return, which a spreadsheet reads as the end of the row (and
+    what follows as a new row, whose first cell may be a formula)."""
     if value is None:
         return ""
     text = str(value)
     if text.startswith(FORMULA_PREFIXES) and not _NUMBER_LIKE.fullmatch(text):
-        return "'" + text
-    return text
+        text = "'" + text
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def csv_bytes(header: Sequence[str], rows: Iterable[Sequence[object]]) -> bytes:
