@@ -715,15 +715,12 @@ def agencies_import(
     """Load what an agency reports it collected; bad lines go to ops.remittance_quarantine."""
     settings = _settings()
     from flows.lib.remittances import import_remittance_file
-    from flows.lib.run_lock import run_lock
-    from flows.lib.warehouse import open_warehouse
 
-    with run_lock(settings.path("state"), "agencies import", settings.ingest.lock_wait_seconds):
-        connection = open_warehouse(settings.warehouse_path)
-        try:
-            outcome = import_remittance_file(connection, path, agency, today=settings.today())
-        finally:
-            connection.close()
+    outcome = _with_warehouse(
+        settings,
+        "agencies import",
+        lambda connection: import_remittance_file(connection, path, agency, today=settings.today()),
+    )
     console.print(str(outcome), highlight=False, soft_wrap=True)
 
 

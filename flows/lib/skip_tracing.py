@@ -36,6 +36,7 @@ import duckdb
 from flows.lib.config import SkipTracingSettings
 from flows.lib.output_files import csv_bytes, write_atomically
 from flows.lib.pii import Keyring, restricted_identities
+from flows.lib.runs import ensure_runs_table
 
 REASONS = ("email_hard_bounce", "letter_returned", "phone_invalid", "no_usable_channel")
 REQUEST_STATUSES = ("open", "found", "not_found", "expired")
@@ -399,20 +400,17 @@ def trace_skips(
 
 def _later_date_run(connection: duckdb.DuckDBPyConnection, as_of: dt.date) -> bool:
     """Whether a later date was run (ops.runs, not a dry run) or requested already."""
-    later_request = connection.execute(
-        "select count(*) from ops.skip_requests where requested_on > ?", [as_of]
-    ).fetchall()[0][0]
-    runs = connection.execute(
-        "select count(*) from information_schema.tables "
-        "where table_schema = 'ops' and table_name = 'runs'"
-    ).fetchall()[0][0]
-    later_run = (
-        runs
-        and connection.execute(
-            "select count(*) from ops.runs where as_of_date > ? and not dry_run", [as_of]
+    ensure_runs_table(connection)
+    return bool(
+        connection.execute(
+            """
+            select
+                exists (select 1 from ops.skip_requests where requested_on > $as_of)
+                or exists (select 1 from ops.runs where as_of_date > $as_of and not dry_run)
+            """,
+            {"as_of": as_of},
         ).fetchall()[0][0]
     )
-    return bool(later_request or later_run)
 
 
 def request_file_rows(
