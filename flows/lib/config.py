@@ -114,6 +114,12 @@ class GateSettings(_Section):
     freshness_days: int = Field(
         7, ge=0, le=366, description="Gate 1 fails when the newest payment is older than this."
     )
+    dbt_data_tests: bool = Field(
+        True,
+        description="dbt's data tests (unique keys, relationships, accepted values) run with "
+        "every build, and a failure stops the run before gate 2; false leaves the marts to "
+        "gate 2 alone (a third less dbt time).",
+    )
     volume_factor: float = Field(
         3.0, gt=1, le=100, description="A channel's planned contacts above this x median halt."
     )
@@ -450,6 +456,183 @@ class SkipTracingSettings(_Section):
     )
 
 
+class PlanOfferPolicy(_Section):
+    """Who may be offered an installment plan, and on what terms."""
+
+    min_balance: Decimal = Field(
+        Decimal("100.00"), ge=0, description="Smallest collectible balance offered a plan."
+    )
+    max_balance: Decimal = Field(
+        Decimal("10000.00"), gt=0, description="Largest collectible balance offered a plan."
+    )
+    min_days_past_due: int = Field(15, ge=0, description="Offered from this many days past due.")
+    max_days_past_due: int = Field(365, ge=0, description="... and up to this many.")
+    no_broken_plan_months: int = Field(
+        12, ge=0, le=120, description="No plan offered when one broke in the last N months."
+    )
+    lengths: list[int] = Field(
+        default_factory=lambda: [3, 6, 12],
+        min_length=1,
+        description="Allowed plan lengths, in monthly installments.",
+    )
+    min_installment: Decimal = Field(
+        Decimal("25.00"), gt=0, description="No installment smaller than this."
+    )
+
+    @model_validator(mode="after")
+    def _ranges(self) -> PlanOfferPolicy:
+        if self.min_balance > self.max_balance:
+            raise ValueError("min_balance must not be above max_balance")
+        if self.min_days_past_due > self.max_days_past_due:
+            raise ValueError("min_days_past_due must not be above max_days_past_due")
+        if any(length < 2 or length > 60 for length in self.lengths):
+            raise ValueError("plan lengths are 2 to 60 monthly installments")
+        return self
+
+
+class SettlementTier(_Section):
+    min_days_past_due: int = Field(ge=0)
+    percent: Decimal = Field(gt=0, le=100, description="Share of the collectible balance asked.")
+
+
+def _settlement_tiers() -> list[SettlementTier]:
+    return [
+        SettlementTier(min_days_past_due=60, percent=Decimal("90")),
+        SettlementTier(min_days_past_due=120, percent=Decimal("80")),
+        SettlementTier(min_days_past_due=180, percent=Decimal("70")),
+    ]
+
+
+class SettlementOfferPolicy(_Section):
+    """Settlement offers: a share of the collectible balance by age, valid for a while."""
+
+    tiers: list[SettlementTier] = Field(
+        default_factory=_settlement_tiers,
+        min_length=1,
+        description="Percent of the balance asked, by days past due (the highest tier met).",
+    )
+    min_balance: Decimal = Field(
+        Decimal("50.00"), ge=0, description="Smallest collectible balance offered a settlement."
+    )
+    valid_days: int = Field(30, ge=1, le=365, description="An offer expires this many days on.")
+    approval_above: Decimal = Field(
+        Decimal("1000.00"),
+        ge=0,
+        description="A settlement that forgives more than this needs a recorded approver.",
+    )
+
+
+class OfferPolicy(_Section):
+    """A segment's offer policy (negotiation.offers.<segment>)."""
+
+    stages: list[str] = Field(
+        default_factory=lambda: ["reminder_2", "final_notice", "manager_review", "pre_placement"],
+        description="Stages whose reminders and phone-queue entries carry the offers.",
+    )
+    plan: PlanOfferPolicy | None = Field(
+        default_factory=PlanOfferPolicy, description="null: no plan offers in this segment."
+    )
+    settlement: SettlementOfferPolicy | None = Field(
+        default_factory=SettlementOfferPolicy,
+        description="null: no settlement offers in this segment.",
+    )
+
+
+def _default_offers() -> dict[str, OfferPolicy]:
+    return {
+        "default": OfferPolicy(),
+        "enterprise": OfferPolicy(
+            plan=PlanOfferPolicy(
+                min_balance=Decimal("1000.00"),
+                max_balance=Decimal("250000.00"),
+                lengths=[3, 6],
+                min_installment=Decimal("500.00"),
+            ),
+            settlement=None,
+        ),
+    }
+
+
+class NegotiationSettings(_Section):
+    """Plan and settlement offers, recorded agreements and plan servicing (docs/negotiation.md)."""
+
+    offers: dict[str, OfferPolicy] = Field(
+        default_factory=_default_offers,
+        description="Offer policy per segment; `default` covers the segments not listed.",
+    )
+    plan_grace_days: int = Field(
+        5, ge=0, le=60, description="An installment unpaid this long after its due date breaks "
+        "the plan; the ladder resumes from the stage the account had reached.",
+    )  # fmt: skip
+    installment_reminder_days: int = Field(
+        3, ge=0, le=30, description="Days before each installment's due date its reminder "
+        "goes out (0: no reminders).",
+    )  # fmt: skip
+
+    @model_validator(mode="after")
+    def _has_default(self) -> NegotiationSettings:
+        if "default" not in self.offers:
+            raise ValueError("offers needs a `default` policy for the segments not listed")
+        return self
+
+    def policy_for(self, segment: str | None) -> OfferPolicy:
+        return self.offers.get(segment or "default", self.offers["default"])
+
+    def dbt_vars(self) -> dict[str, object]:
+        return {"plan_grace_days": self.plan_grace_days}
+
+
+def _statute_years() -> dict[str, int]:
+    # limitation periods for open-account debt, in years, by state. Verify with counsel
+    # before use: they vary by debt type, and tolling and revival rules differ.
+    return {
+        "AK": 3, "AL": 3, "AR": 3, "AZ": 3, "CA": 4, "CO": 6, "CT": 6, "DC": 3, "DE": 3,
+        "FL": 4, "GA": 4, "HI": 6, "IA": 5, "ID": 4, "IL": 5, "IN": 6, "KS": 3, "KY": 5,
+        "LA": 3, "MA": 6, "MD": 3, "ME": 6, "MI": 6, "MN": 6, "MO": 5, "MS": 3, "MT": 5,
+        "NC": 3, "ND": 6, "NE": 4, "NH": 3, "NJ": 6, "NM": 4, "NV": 4, "NY": 3, "OH": 6,
+        "OK": 3, "OR": 6, "PA": 4, "RI": 10, "SC": 3, "SD": 6, "TN": 6, "TX": 4, "UT": 4,
+        "VA": 3, "VT": 6, "WA": 3, "WI": 6, "WV": 5, "WY": 8,
+    }  # fmt: skip
+
+
+class LegalSettings(_Section):
+    """Legal referral: the stage that hands an account to the company's attorneys
+    (`out/legal/<date>/`, docs/legal-referral.md)."""
+
+    attorney: str = Field("Example Legal LLP", min_length=1, description="Who gets the files.")
+    min_balance: Decimal = Field(
+        Decimal("250.00"), ge=0, description="Smallest collectible balance referred."
+    )
+    statute_years: dict[str, int] = Field(
+        default_factory=_statute_years,
+        description="Statute of limitations per state (two letters), in years from the later "
+        "of the last payment and the oldest unpaid due date. Verify with counsel.",
+    )
+    default_statute_years: int = Field(
+        3, ge=1, le=20, description="For a state not listed, or no state on file."
+    )
+
+    def dbt_vars(self) -> dict[str, object]:
+        """What marts.fct_statute_of_limitations reads."""
+        return {
+            "statute_years": self.statute_years,
+            "default_statute_years": self.default_statute_years,
+        }
+
+
+class CreditHoldSettings(_Section):
+    """Credit holds: the daily list of accounts billing should stop extending credit or service
+    to, and the release list when they cure (`out/credit_holds/<date>/`)."""
+
+    from_stage: str | None = Field(
+        "final_notice",
+        description="Hold accounts at this stage of their ladder or later (null: never by stage).",
+    )
+    over_credit_limit: bool = Field(
+        True, description="Hold accounts whose total open balance is above their credit limit."
+    )
+
+
 class RetentionSettings(_Section):
     """How long recoup keeps a customer's personal data once they are done with
     (`recoup purge`, docs/data-protection.md)."""
@@ -482,6 +665,9 @@ class Settings(_Section):
     bureau: BureauSettings = BureauSettings()
     servicing: ServicingSettings = ServicingSettings()
     skip_tracing: SkipTracingSettings = SkipTracingSettings()
+    negotiation: NegotiationSettings = NegotiationSettings()
+    legal: LegalSettings = LegalSettings()
+    credit_hold: CreditHoldSettings = CreditHoldSettings()
     retention: RetentionSettings = RetentionSettings()
     demo: DemoSettings = DemoSettings()
     sendgrid_api_key: SecretStr | None = Field(
@@ -521,6 +707,14 @@ class Settings(_Section):
         """Whether accepted skip-trace emails are used (skip_tracing.use_found_emails)."""
         chosen = self.skip_tracing.use_found_emails
         return self.collector_type == "first_party" if chosen is None else chosen
+
+    def dbt_vars(self) -> dict[str, object]:
+        """The settings the marts read, as dbt vars."""
+        return {
+            **self.servicing.dbt_vars(),
+            **self.negotiation.dbt_vars(),
+            **self.legal.dbt_vars(),
+        }
 
     def today(self) -> dt.date:
         """Today's date in the company's time zone (the default as-of date)."""

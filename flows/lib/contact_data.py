@@ -19,6 +19,8 @@ import duckdb
 from flows.lib.business_days import business_day_after
 from flows.lib.config import Settings
 from flows.lib.ledger import ChannelOutcome, transition
+from flows.lib.offers import offers_for_actions
+from flows.lib.plan_servicing import REMINDER_STAGE, installments_due, with_installment
 from flows.lib.templates import (
     CompanyIdentity,
     ContactContext,
@@ -268,6 +270,11 @@ def load_planned_contacts(
         {"keys": keys, "as_of": as_of},
     ).fetchall()
     company = company_identity(settings)
+    offers = offers_for_actions(connection, settings, as_of, [row[0] for row in rows])
+    # installment reminders: the installment each is about (none: no longer due)
+    installments = installments_due(
+        connection, [row[0] for row in rows if row[3] == REMINDER_STAGE], as_of
+    )
     contacts, nothing_owed = [], []
     for row in rows:
         (
@@ -277,7 +284,11 @@ def load_planned_contacts(
             total_open, disputed, collectible, oldest_due, max_dpd, next_step, servicemember,
             items, is_initial, *itemized,
         ) = row  # fmt: skip
-        if collectible is None or collectible <= 0:
+        if (
+            collectible is None
+            or collectible <= 0
+            or (stage == REMINDER_STAGE and key not in installments)
+        ):
             nothing_owed.append(key)
             continue
         chosen = template_language(language, settings.contact.default_language)
@@ -338,7 +349,10 @@ def load_planned_contacts(
             third_party=third_party,
             validation=validation,
             servicemember=bool(servicemember),
+            offer=offers.get(key),
         )
+        if key in installments:
+            context = with_installment(context, installments[key])
         contacts.append(
             PlannedContact(
                 key, account_id, channel, stage, template, planned_as_of, recipient, context

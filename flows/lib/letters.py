@@ -28,6 +28,7 @@ import typst
 from babel.dates import format_date
 from babel.numbers import format_currency
 
+from flows.lib.offers import offer_letter_data
 from flows.lib.templates import LANGUAGES, LETTER_TEMPLATES, TEMPLATES_DIR, ContactContext
 
 FONTS_DIR = TEMPLATES_DIR / "_fonts"
@@ -57,7 +58,7 @@ def letter_data(context: ContactContext) -> dict[str, Any]:
 
     company = context.company
     validation = context.validation
-    return {
+    data = {
         "company": {
             "name": company.name,
             "address_lines": list(company.address_lines),
@@ -113,6 +114,9 @@ def letter_data(context: ContactContext) -> dict[str, Any]:
             ),
         },
     }
+    if context.offer is not None:  # only then: a letter without offers has no `offer` key
+        data["offer"] = offer_letter_data(context.offer, money, long_date)
+    return data
 
 
 def letter_pdf(context: ContactContext, *, title: str, created: dt.datetime) -> bytes:

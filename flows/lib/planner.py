@@ -43,7 +43,8 @@ the run that made them, so a rerun for a past date judges by the same calendar.
 
 `build_plan` writes the candidates to a temp table and counts them; `commit_plan` writes them
 into the ledger. The volume circuit breaker runs in between, so a halted spike leaves nothing
-planned; a dry run never commits.
+planned; a dry run never commits. The day's installment reminders of active plans join the
+candidates after the dunning contacts (flows/lib/plan_servicing.py).
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ import duckdb
 
 from flows.lib.config import ContactSettings
 from flows.lib.ledger import ACTION_KEY_SQL, CONTACTED, REPLANNABLE
+from flows.lib.plan_servicing import plan_installment_reminders
 
 PLAN_TABLE = "_contact_plan"
 STAY_LOOKBACK_DAYS = 90  # a same-stage contact further away than this is an earlier stay
@@ -114,8 +116,12 @@ def build_plan(
     as_of: dt.date,
     run_id: str,
     scope: ContactScope = ALL_ACCOUNTS,
+    *,
+    installment_reminder_days: int = 0,
 ) -> Plan:
-    """Judge today's candidates into the temp table `_contact_plan`; count them."""
+    """Judge today's candidates into the temp table `_contact_plan`; count them. With
+    `installment_reminder_days` (negotiation.installment_reminder_days), the day's reminders
+    of plan installments join them (flows/lib/plan_servicing.py)."""
     scope_sql, scope_parameters = scope.sql("history")
     contacted = _sql_list((*CONTACTED, "planned"))
     parameters: dict[str, object] = {
@@ -470,6 +476,10 @@ def build_plan(
         """,
         parameters,
     )
+    plan_installment_reminders(
+        connection, contact, as_of, reminder_days=installment_reminder_days, scope=scope,
+        plan_table=PLAN_TABLE,
+    )  # fmt: skip
     rows = connection.execute(
         f"select channel, status, reason, count(*) from {PLAN_TABLE} group by all"
     ).fetchall()

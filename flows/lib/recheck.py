@@ -22,7 +22,10 @@ may have gained a hold. Each planned contact is cancelled, with its reason, when
   contact was planned (the account re-enters its stage for the new ones under another key);
 - no_longer_in_stage: planned by an earlier day's run, and on the run's date the account is
   not in that stay any more (it moved up or down the ladder, paid, or is held);
-- stale_plan: planned more than `contact.catch_up_days` before the run's date.
+- stale_plan: planned more than `contact.catch_up_days` before the run's date;
+- installment reminders (on no ladder, so never no_longer_in_stage): hold: <reason> for a hold
+  other than the plan's own, installment_no_longer_due, installment_due_date_passed
+  (flows/lib/plan_servicing.py `cancel_outdated_reminders`).
 
 "First loaded": a full snapshot re-sends old payments every day; only a payment whose key was
 never loaded before planning counts as new. Cancelled contacts are planned again by a later run
@@ -42,6 +45,7 @@ from pathlib import Path
 import duckdb
 
 from flows.lib.ledger import Outcome, record_outcomes, transition
+from flows.lib.plan_servicing import REMINDER_STAGE, cancel_outdated_reminders
 from flows.lib.planner import ALL_ACCOUNTS, ContactScope, _sql_list
 
 HOLD_FLAGS = (
@@ -228,7 +232,10 @@ def cancel_outdated(
                     and pending.stage = stages_now.stage
                     and pending.stage_entered_date = stages_now.stage_entered_date
                     and not stages_now.is_held
-            where pending.as_of_date < $as_of and stages_now.account_id is null
+            where
+                pending.as_of_date < $as_of
+                and stages_now.account_id is null
+                and pending.stage <> '{REMINDER_STAGE}'
 
             union all
 
@@ -356,9 +363,15 @@ def cancel_outdated(
     by_reason: dict[str, list[str]] = {}
     for key, reason in rows:
         by_reason.setdefault(reason, []).append(key)
-    return {
+    cancelled = {
         reason: transition(
             connection, keys, "cancelled", run_id=run_id, reason=reason, only_from=("planned",)
         )
         for reason, keys in sorted(by_reason.items())
     }
+    reminders = cancel_outdated_reminders(
+        connection, as_of=as_of, today=today, run_id=run_id, scope=scope
+    )
+    for reason, count in reminders.items():
+        cancelled[reason] = cancelled.get(reason, 0) + count
+    return cancelled

@@ -32,6 +32,8 @@ TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "contact_templates"
 Language = Literal["en", "es"]
 LANGUAGES: tuple[Language, ...] = ("en", "es")
 EMAIL_TEMPLATES = ("courtesy_reminder", "reminder_1", "reminder_2")
+# emails that service an agreement rather than dun (flows/lib/plan_servicing.py)
+SERVICING_EMAIL_TEMPLATES = ("installment_reminder",)
 LETTER_TEMPLATES = ("final_notice", "pre_placement_notice")
 EMAIL_FILES = ("subject.txt.j2", "body.txt.j2", "body.html.j2")
 LETTER_FILES = ("letter.typ",)
@@ -84,6 +86,43 @@ class ValidationNotice:  # third-party mode, initial communication (Reg F 1006.3
 
 
 @dataclass(frozen=True)
+class PlanOption:  # an installment plan on offer (ops.offers, flows/lib/offers.py)
+    length: int  # monthly installments
+    installment_amount: Decimal  # each installment but the last
+    last_installment_amount: Decimal  # takes the remainder: the installments sum to the total
+    total: Decimal  # the collectible balance the plan pays off
+
+
+@dataclass(frozen=True)
+class SettlementOption:  # a settlement on offer
+    amount: Decimal
+    percent: Decimal  # of the collectible balance, trailing zeros dropped (90, 87.5)
+    expires_on: dt.date  # pay by this date
+    requires_approval: bool  # forgives more than approval_above: "may be available; call us"
+
+
+@dataclass(frozen=True)
+class OfferTerms:  # the offers in force for the account on the contact's as-of date
+    balance: Decimal  # the collectible balance the offers were made on
+    expires_on: dt.date  # the last day the offers stand
+    plans: tuple[PlanOption, ...]  # shortest first; may be empty
+    settlement: SettlementOption | None
+
+
+@dataclass(frozen=True)
+class InstallmentDue:  # the installment a reminder is about (flows/lib/plan_servicing.py)
+    plan_id: str
+    plan_kind: str  # installment_plan, promise_to_pay or settlement
+    number: int  # installment `number` of `installments`
+    installments: int
+    due_date: dt.date
+    amount: Decimal  # the installment as agreed
+    amount_due: Decimal  # to pay by due_date: what is unpaid of it and of the ones before it
+    remaining_after: Decimal  # what stays to pay under the plan once amount_due is paid
+    grace_end_date: dt.date  # the last day a payment keeps the plan
+
+
+@dataclass(frozen=True)
 class ContactContext:
     template: str  # e.g. "reminder_1"
     language: Literal["en", "es"]
@@ -110,6 +149,8 @@ class ContactContext:
     third_party: bool  # collector_type == third_party: debt-collector disclosure
     validation: ValidationNotice | None
     servicemember: bool  # SCRA: never mention legal action or credit consequences beyond fact
+    offer: OfferTerms | None = None  # plans and settlement on offer (stages that use offers)
+    installment: InstallmentDue | None = None  # installment reminders: the installment due
 
 
 @dataclass(frozen=True)
@@ -209,7 +250,7 @@ def expected_files() -> list[str]:
     expected = list(SHARED_FILES)
     expected += [PHRASES_FILE.format(language=language) for language in LANGUAGES]
     expected += [LETTER_PHRASES_FILE.format(language=language) for language in LANGUAGES]
-    for template in EMAIL_TEMPLATES:
+    for template in EMAIL_TEMPLATES + SERVICING_EMAIL_TEMPLATES:
         for language in LANGUAGES:
             expected += [f"{template}/{language}/{name}" for name in EMAIL_FILES]
     for template in LETTER_TEMPLATES:
@@ -228,7 +269,7 @@ def render_email(
     context: ContactContext, *, env: jinja2.Environment | None = None
 ) -> RenderedEmail:
     """Subject, plain text and HTML of one email."""
-    _check(context, EMAIL_TEMPLATES, "an email")
+    _check(context, EMAIL_TEMPLATES + SERVICING_EMAIL_TEMPLATES, "an email")
     env = env or environment()
     folder = f"{context.template}/{context.language}"
     variables = _variables(context)

@@ -6,7 +6,10 @@ A phone item (stage channel `phone`, e.g. manager_review) goes to one of
 date is `work_queue.due_business_days` business days after the run's date (dim_calendar). Each
 call item says when a call is lawful: the hours inside the window in every zone the customer may
 be in, in the company's time zone. do_not_call and the calls-per-7-days cap were applied when
-the call was planned; holds are checked again right before queueing.
+the call was planned; holds are checked again right before queueing. An item whose stage uses
+offers carries the account's offers in force as `talking_points` (flows/lib/offers.py), e.g.
+"Plan: 3 x 120.00 USD, 6 x 60.00 USD; settlement 540.00 USD (90%) until 2026-04-30 (needs
+approval)"; empty when there are none.
 
 Each run writes `out/work_queue/<run date>/work_queue_<run>.csv` with the items it queued; the
 mart `fct_work_queue` is the whole queue, open and done.
@@ -26,6 +29,7 @@ from flows.lib.config import Settings
 from flows.lib.contact_data import PlannedContact, due_contacts
 from flows.lib.emailing import planned_keys, send_window
 from flows.lib.ledger import ChannelOutcome, Outcome, claim, record_outcomes
+from flows.lib.offers import talking_points
 from flows.lib.output_files import csv_bytes, write_atomically
 from flows.lib.planner import ALL_ACCOUNTS, ContactScope
 from flows.lib.printing import note_hand_off
@@ -45,6 +49,7 @@ QUEUE_HEADER = (
     "collectible_amount",
     "max_days_past_due",
     "call_window",
+    "talking_points",
 )
 
 
@@ -78,6 +83,7 @@ def queue_planned_work(
     due = business_day_after(connection, as_of, days) or as_of + dt.timedelta(days=days)
     window = send_window(settings)
     company_zone = zoneinfo.ZoneInfo(settings.company.timezone)
+    points = talking_points(connection, settings, as_of, [each.action_key for each in contacts])
     rows, queued = [], []
     for contact in contacts:
         queue = "manager" if contact.channel == "manager" else "phone"
@@ -108,6 +114,7 @@ def queue_planned_work(
                 f"{context.collectible_amount:.2f}",
                 context.max_days_past_due,
                 call_window,
+                points.get(contact.action_key, ""),
             )
         )
         queued.append(
