@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from flows.lib.agreements import AgreementError
 from flows.lib.bureau_file import BureauError
 from flows.lib.config import ConfigError, Settings, load_settings
 from flows.lib.contact_data import MartsNotForDate
@@ -69,6 +70,7 @@ USER_ERRORS = (
     MartsNotForDate,
     RemittanceFileError,
     SkipResultFileError,
+    AgreementError,
     BureauError,
     Metro2Invalid,
     PiiError,
@@ -245,7 +247,7 @@ def run(
         list[str] | None,
         typer.Option(
             help="Only these steps (repeat the option): ingest, gates, build, events, contact, "
-            "agencies, servicing, report. `--only gates` checks the warehouse as it is."
+            "agencies, handoffs, servicing, report. `--only gates` checks the warehouse as it is."
         ),
     ] = None,
     skip: Annotated[
@@ -348,8 +350,19 @@ def _run_daily(
     _print_contacts(summary)
     if summary.diff is not None:
         _print_diff(summary.diff)
+    if summary.offers is not None:
+        console.print(f"Offers: {summary.offers}", highlight=False, soft_wrap=True)
     if summary.placements is not None:
         console.print(f"Agencies: {summary.placements}", highlight=False, soft_wrap=True)
+    out = settings.path("out")
+    for label, outcome, folder in (
+        ("Write-off recommendations", summary.write_offs, out / "adjustments"),
+        ("Legal referral", summary.legal, out / "legal"),
+        ("Credit holds", summary.credit_holds, out / "credit_holds"),
+    ):
+        if outcome is not None:
+            where = "" if outcome.dry_run else f"; files in {folder / as_of.isoformat()}"
+            console.print(f"{label}: {outcome}{where}", highlight=False, soft_wrap=True)
 
     if summary.servicing is not None:
         folder = settings.path("out") / "servicing" / as_of.isoformat()
@@ -812,6 +825,162 @@ def skip_trace_status() -> None:
     if quarantined:
         lines = "line" if quarantined == 1 else "lines"
         console.print(f"{quarantined:,} {lines} in quarantine: see ops.skip_quarantine.")
+
+
+agreements_app = typer.Typer(
+    help="Agreements: record installment plans and settlements agreed with customers, cancel "
+    "and list them.",
+    no_args_is_help=True,
+)
+app.add_typer(agreements_app, name="agreements")
+
+_BY_HELP = "Who records it (default: your user name)."
+
+
+@agreements_app.command("import")
+def agreements_import(
+    path: Annotated[Path, typer.Argument(help="An agreement file (CSV, layout v1).")],
+    by: Annotated[str | None, typer.Option("--by", help=_BY_HELP)] = None,
+) -> None:
+    """Record the agreements of a file (one line per installment); an agreement with a bad line,
+    or outside the offer policy without an approver, goes whole to ops.agreement_quarantine."""
+    settings = _settings()
+    from flows.lib.agreements import import_agreements
+
+    outcome = _with_warehouse(
+        settings,
+        "agreements import",
+        lambda connection: import_agreements(
+            connection, settings, path, recorded_by=by or _user_name()
+        ),
+    )
+    console.print(str(outcome), highlight=False, soft_wrap=True)
+
+
+@agreements_app.command("add")
+def agreements_add(
+    account: Annotated[str, typer.Option("--account", help="The billing account id.")],
+    kind: Annotated[str, typer.Option("--kind", help="installment_plan or settlement.")],
+    agreed_date: Annotated[
+        str, typer.Option("--agreed-date", help="The day it was agreed, YYYY-MM-DD.")
+    ],
+    schedule: Annotated[
+        str,
+        typer.Option(
+            "--schedule",
+            help="The installments, DATE=AMOUNT separated by commas, e.g. "
+            '"2026-05-01=120.00,2026-06-01=120.00".',
+        ),
+    ],
+    approved_by: Annotated[
+        str | None,
+        typer.Option("--approved-by", help="Who approved it: needed when it breaks the policy."),
+    ] = None,
+    by: Annotated[str | None, typer.Option("--by", help=_BY_HELP)] = None,
+) -> None:
+    """Record one installment plan or settlement agreed by phone. One outside the offer policy
+    is refused unless --approved-by names who approved it."""
+    settings = _settings()
+    from flows.lib.agreements import KINDS, Agreement, record_agreement
+
+    if kind not in KINDS:
+        raise typer.BadParameter(f"{kind!r}: use {' or '.join(KINDS)}", param_hint="--kind")
+    agreement = Agreement(
+        account_id=account.strip(),
+        kind=kind,
+        agreed_date=_parse_date(agreed_date, "--agreed-date"),  # type: ignore[arg-type]
+        installments=_parse_schedule(schedule),
+        approved_by=(approved_by or "").strip() or None,
+    )
+    outcome = _with_warehouse(
+        settings,
+        "agreements add",
+        lambda connection: record_agreement(
+            connection, settings, agreement, recorded_by=by or _user_name()
+        ),
+    )
+    console.print(str(outcome), highlight=False, soft_wrap=True)
+
+
+@agreements_app.command("cancel")
+def agreements_cancel(
+    agreement_id: Annotated[str, typer.Argument(help="The agreement id (see `list`).")],
+    date: Annotated[str, typer.Option("--date", help="Cancelled from this day, YYYY-MM-DD.")],
+    by: Annotated[str | None, typer.Option("--by", help="Who cancels it (default: you).")] = None,
+) -> None:
+    """Cancel a recorded agreement: from the date on it holds the account no more."""
+    settings = _settings()
+    from flows.lib.agreements import cancel_agreement
+
+    day = _parse_date(date, "--date")
+    outcome = _with_warehouse(
+        settings,
+        "agreements cancel",
+        lambda connection: cancel_agreement(
+            connection,
+            agreement_id,
+            day,  # type: ignore[arg-type]
+            by or _user_name(),
+        ),
+    )
+    console.print(str(outcome), highlight=False, soft_wrap=True)
+
+
+@agreements_app.command("list")
+def agreements_list(
+    account: Annotated[str | None, typer.Option("--account", help="Only this account's.")] = None,
+) -> None:
+    """The recorded agreements, newest first, with their status as of the last run."""
+    settings = _settings()
+    from flows.lib.agreements import list_agreements
+
+    connection = _read_only(settings)
+    try:
+        rows = list_agreements(connection, account)
+    finally:
+        connection.close()
+    if rows:
+        _print_table("Agreements (ops.agreements)", rows)
+    else:
+        console.print(
+            "No agreement has been recorded" + (f" for account {account}." if account else ".")
+        )
+
+
+def _parse_schedule(text: str) -> tuple:
+    """`DATE=AMOUNT,DATE=AMOUNT,...` as installments, in the order given."""
+    import re
+    from decimal import Decimal
+
+    from flows.lib.agreements import Installment
+    from flows.lib.row_checks import AMOUNT_PATTERN
+
+    installments = []
+    for number, item in enumerate((part.strip() for part in text.split(",")), start=1):
+        day, _, amount = item.partition("=")
+        if not re.fullmatch(AMOUNT_PATTERN, amount.strip()):
+            raise typer.BadParameter(
+                f"installment {number} ({item!r}) is not DATE=AMOUNT with an amount like 120.00",
+                param_hint="--schedule",
+            )
+        try:
+            due = dt.date.fromisoformat(day.strip())
+        except ValueError:
+            raise typer.BadParameter(
+                f"installment {number} ({item!r}): {day.strip()!r} is not a date; use YYYY-MM-DD",
+                param_hint="--schedule",
+            ) from None
+        installments.append(Installment(due, Decimal(amount.strip())))
+    return tuple(installments)
+
+
+def _user_name() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no user name in the environment or the password database
+        return f"uid-{os.getuid()}"
 
 
 def _with_warehouse(settings: Settings, holder: str, work):

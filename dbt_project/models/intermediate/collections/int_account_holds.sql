@@ -57,6 +57,16 @@ reasons as (
 
     union all
 
+    -- a settlement paid in full settles the account for good (issue 13): no more escalation
+    -- or contact; billing posts the write-off recoup recommends (flows/lib/settlements.py)
+    select
+        account_id,
+        'settled' as hold_reason
+    from {{ ref('int_payment_plans') }}
+    where plan_kind = 'settlement' and plan_status = 'kept'
+
+    union all
+
     select
         manual_holds.account_id,
         'manual: ' || manual_holds.reason as hold_reason
@@ -82,6 +92,18 @@ reasons as (
         account_id,
         'placed_with_agency' as hold_reason
     from placements
+
+    union all
+
+    -- the company's attorneys have the account (issue 13): internal dunning stops while the
+    -- referral is open on the as-of date (referred by then, not withdrawn by then)
+    select
+        account_id,
+        'referred_to_legal' as hold_reason
+    from {{ ref('stg_ops__legal_referrals') }}
+    where
+        referred_on <= {{ as_of_date() }}
+        and (withdrawn_on is null or withdrawn_on > {{ as_of_date() }})
 
 ),
 

@@ -2,19 +2,81 @@
 -- been paid towards the plan by its deadline (due date + grace). A payment counts towards one
 -- plan only: the account's latest plan created on or before the payment's date (so two plans
 -- never share one payment); within a plan, payments cover installments oldest first
--- (cumulatively). A payment reversed by the as-of date does not count.
+-- (cumulatively). A payment reversed by the as-of date does not count. Billing's plans and the
+-- agreements recorded in recoup (plan_source) are aged alike; an agreement's agreed date is
+-- its created date.
 with
 
-installments as (
+billing_installments as (
 
-    select * from {{ ref('stg_billing__payment_plans') }}
+    select
+        plan_id,
+        account_id,
+        plan_kind,
+        installment_no,
+        due_date,
+        installment_amount,
+        created_date,
+        cancelled_date,
+        'billing' as plan_source
+    from {{ ref('stg_billing__payment_plans') }}
     where created_date <= {{ as_of_date() }}
+
+),
+
+agreements as (
+
+    select
+        agreement_id,
+        account_id,
+        agreement_kind,
+        agreed_date,
+        cancelled_date
+    from {{ ref('stg_ops__agreements') }}
+    where agreed_date <= {{ as_of_date() }}
+
+),
+
+agreement_installments as (
+
+    select
+        agreement_id,
+        installment_no,
+        due_date,
+        installment_amount
+    from {{ ref('stg_ops__agreement_installments') }}
 
 ),
 
 payments as (
 
     select * from {{ ref('int_payments_in_effect') }}
+
+),
+
+recoup_installments as (
+
+    select
+        agreements.agreement_id as plan_id,
+        agreements.account_id,
+        agreements.agreement_kind as plan_kind,
+        agreement_installments.installment_no,
+        agreement_installments.due_date,
+        agreement_installments.installment_amount,
+        agreements.agreed_date as created_date,
+        agreements.cancelled_date,
+        'recoup' as plan_source
+    from agreements
+    inner join agreement_installments
+        on agreements.agreement_id = agreement_installments.agreement_id
+
+),
+
+installments as (
+
+    select * from billing_installments
+    union all
+    select * from recoup_installments
 
 ),
 
@@ -81,6 +143,7 @@ final as (
         cumulative.plan_id,
         cumulative.account_id,
         cumulative.plan_kind,
+        cumulative.plan_source,
         cumulative.installment_no,
         cumulative.due_date,
         cumulative.deadline,

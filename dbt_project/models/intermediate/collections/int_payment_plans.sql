@@ -1,6 +1,8 @@
 -- One row per plan or promise created by the as-of date, with its status:
 --   cancelled: cancelled_date on or before the as-of date
---   broken:    an installment unpaid more than the grace period after its due date
+--   broken:    an installment unpaid more than the grace period after its due date, before
+--              any cancellation; broken_on is the first day it counts as broken (the day
+--              after the installment's deadline), the day the plan's hold ends
 --   kept:      everything paid
 --   active:    otherwise (the account is held while a plan is active)
 with
@@ -17,14 +19,26 @@ plans as (
         plan_id,
         any_value(account_id) as account_id,
         any_value(plan_kind) as plan_kind,
+        any_value(plan_source) as plan_source,
         min(created_date) as created_date,
         min(cancelled_date) as cancelled_date,
         count(*) as installments,
         sum(installment_amount) as total_amount,
         max(paid_by_as_of) as paid_amount,
         bool_and(is_paid) as all_paid,
-        min(case when is_missed then installment_no end) as broken_installment_no,
-        min(case when is_missed then deadline end) as broken_on,
+        -- a deadline that passed after the plan was cancelled breaks nothing
+        min(
+            case
+                when is_missed and coalesce(cancelled_date > deadline, true)
+                    then installment_no
+            end
+        ) as broken_installment_no,
+        min(
+            case
+                when is_missed and coalesce(cancelled_date > deadline, true)
+                    then deadline + 1
+            end
+        ) as broken_on,
         min(case when not is_paid then installment_no end) as next_installment_no
     from installments
     group by plan_id
@@ -37,6 +51,7 @@ final as (
         plans.plan_id,
         plans.account_id,
         plans.plan_kind,
+        plans.plan_source,
         plans.created_date,
         plans.cancelled_date,
         plans.installments,

@@ -13,6 +13,7 @@ final as (
         account_id,
         {{ as_of_date() }} as as_of_date,
         plan_kind,
+        plan_source,
         plan_status,
         created_date,
         cancelled_date,
