@@ -53,7 +53,7 @@ CHANNEL_OF = {
     "final_notice": ("letter", 4),
     "manager_review": ("phone", 5),
     "pre_placement": ("letter", 6),
-    "write_off_recommendation": ("manager", 8),
+    "write_off_recommendation": ("manager", 9),
 }
 CUSTOMER_DEFAULTS: dict[str, object] = {
     "customer_id": "C1",

@@ -453,7 +453,10 @@ statused as (
                     else '11'
                 end
             when charged_off > 0 then '97'
-            when is_placed or stage in ('agency_placement', 'write_off_recommendation') then '93'
+            when
+                is_placed
+                or stage in ('agency_placement', 'legal_referral', 'write_off_recommendation')
+                then '93'
             {status_by_days_late}
             else '11'
         end as account_status
@@ -720,7 +723,10 @@ symbols as (
                 when grid.charged_off_date <= grid.month_end then 'L'
                 when grid.last_build is null then 'D'
                 when aging.account_id is null then '0'
-                when aging.stage in ('agency_placement', 'write_off_recommendation') then 'G'
+                when
+                    aging.stage
+                    in ('agency_placement', 'legal_referral', 'write_off_recommendation')
+                    then 'G'
                 {symbol_by_days_past_due}
                 else '0'
             end

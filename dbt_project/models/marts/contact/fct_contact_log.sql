@@ -1,10 +1,17 @@
--- Every contact recoup planned, with what became of it and what SendGrid reported back. A
--- view: the contact steps write the ledger after dbt has built, and the log must show them.
+-- Every contact recoup planned, with what became of it and what SendGrid reported back, and
+-- every credit hold and release handed to billing (ops.credit_holds). A view: the contact and
+-- credit-hold steps write their ledgers after dbt has built, and the log must show them.
 with
 
 actions as (
 
     select * from {{ ref('stg_ops__actions') }}
+
+),
+
+credit_holds as (
+
+    select * from {{ ref('stg_ops__credit_holds') }}
 
 ),
 
@@ -33,7 +40,7 @@ delivery as (
 
 ),
 
-final as (
+contacts as (
 
     select
         actions.action_key,
@@ -71,6 +78,97 @@ final as (
     from actions
     left join delivery
         on actions.action_key = delivery.action_key
+
+),
+
+-- a credit hold and its release are instructions to billing, not contacts of the customer
+-- (is_contacted is false); status sent: the day's file holds them
+credit_holds_placed as (
+
+    select
+        hold_id as action_key,
+        account_id,
+        customer_id,
+        held_run_id as run_id,
+        'credit_hold' as channel,
+        coalesce(stage, 'none') as stage,
+        null::varchar as template,
+        null::varchar as language,
+        null::varchar as policy_version,
+        'sent' as status,
+        array_to_string(reasons, ', ') as reason,
+        'billing_file' as provider,
+        hold_file as provider_message_id,
+        null::varchar as recipient,
+        null::varchar as owner,
+        null::varchar as last_event,
+        currency,
+        collectible_amount,
+        null::integer as attempts,
+        null::integer as times_planned,
+        false as is_contacted,
+        null::date as stage_entered_date,
+        held_on as as_of_date,
+        null::date as due_date,
+        held_at as planned_at,
+        held_at as sent_at,
+        null::timestamptz as send_at,
+        null::timestamptz as delivered_at,
+        null::timestamptz as first_opened_at,
+        null::timestamptz as bounced_at,
+        null::timestamptz as dropped_at,
+        null::timestamptz as opted_out_at
+    from credit_holds
+
+),
+
+credit_holds_released as (
+
+    select
+        release_id as action_key,
+        account_id,
+        customer_id,
+        released_run_id as run_id,
+        'credit_hold_release' as channel,
+        coalesce(stage, 'none') as stage,
+        null::varchar as template,
+        null::varchar as language,
+        null::varchar as policy_version,
+        'sent' as status,
+        release_reason as reason,
+        'billing_file' as provider,
+        release_file as provider_message_id,
+        null::varchar as recipient,
+        null::varchar as owner,
+        null::varchar as last_event,
+        currency,
+        released_collectible_amount as collectible_amount,
+        null::integer as attempts,
+        null::integer as times_planned,
+        false as is_contacted,
+        null::date as stage_entered_date,
+        released_on as as_of_date,
+        null::date as due_date,
+        released_at as planned_at,
+        released_at as sent_at,
+        null::timestamptz as send_at,
+        null::timestamptz as delivered_at,
+        null::timestamptz as first_opened_at,
+        null::timestamptz as bounced_at,
+        null::timestamptz as dropped_at,
+        null::timestamptz as opted_out_at
+    from credit_holds
+    where released_on is not null
+
+),
+
+final as (
+
+    select * from contacts
+    union all
+    select * from credit_holds_placed
+    union all
+    select * from credit_holds_released
 
 )
 
