@@ -42,6 +42,7 @@ SECTION_TITLES = (
     "Collections by channel",
     "Agency performance",
     "Refunds and payment discrepancies",
+    "Negotiation: offers, settlements and plans",
 )
 BUCKETS = (
     "current",
@@ -263,6 +264,7 @@ def test_an_empty_warehouse_gives_a_report_that_says_so(empty: duckdb.DuckDBPyCo
         "agency",
         "servicing",
         "skip_tracing",
+        "negotiation",
     ):
         assert report[key]["available"] is False
         assert report[key]["note"]

@@ -17,7 +17,10 @@ for the month or does not have the data yet (and which issue brings it):
   the accounts contacted paid in the 30 days after (`staging.stg_billing__payments`: the marts
   have no payment fact);
 - agency performance: each agency's placement cohorts up to the month end (placed, collected,
-  commission, net recovery rate), as the latest run sees them (`marts.fct_agency_performance`).
+  commission, net recovery rate), as the latest run sees them (`marts.fct_agency_performance`);
+- negotiation: the month's offers and what became of them (`marts.fct_offer_outcomes`), the
+  settlements agreed in it and what they recovered (`marts.fct_settlement_recovery_by_month`)
+  and the plans made in it by length (`marts.fct_plan_performance`), as of the latest run.
 
 `monthly_report_sections(report)` turns that dict into what both templates show: per
 section a title, notes, a chart and tables of formatted strings. The charts are drawn by
@@ -73,7 +76,7 @@ HTML_TEMPLATE = "monthly_report.html.j2"
 PDF_TEMPLATE = "monthly_report.typ"
 PAID_WINDOW_DAYS = 30
 CHART_KEYS = ("aging_trend", "roll_rates", "cure_rates", "kpis", "collections")
-PLAN_ISSUE = 13
+NEGOTIATION_TITLE = "Negotiation: offers, settlements and plans"
 _MONTH = re.compile(r"(\d{4})-(\d{2})")
 
 # A typst.Compiler serves one compilation at a time.
@@ -132,6 +135,7 @@ def build_monthly_report(
         "agency": _agency(connection, first, last),
         "servicing": _servicing(connection, first, last),
         "skip_tracing": _skip_tracing(connection, first, last),
+        "negotiation": _negotiation(connection, first, last),
     }
 
 
@@ -712,6 +716,111 @@ def _skip_tracing(
     }
 
 
+# --- negotiation (issue 13) -----------------------------------------------------------------
+
+NEGOTIATION_MARTS = (
+    "fct_offer_outcomes",
+    "fct_settlement_recovery_by_month",
+    "fct_plan_performance",
+)
+OFFER_HEADER = (
+    "kind", "segment", "accounts offered", "offers", "accounts accepted", "kept", "broken",
+    "running", "lapsed", "acceptance rate", "kept rate",
+)  # fmt: skip
+SETTLEMENT_HEADER = (
+    "currency", "settlements", "kept", "broken", "balance", "settled for", "paid", "forgiven",
+    "written off", "recovery rate",
+)  # fmt: skip
+PLAN_LENGTH_HEADER = (
+    "currency", "plan", "length", "started", "running", "kept", "broken", "cancelled",
+    "kept rate", "scheduled", "paid", "share paid",
+)  # fmt: skip
+
+
+def _negotiation(
+    connection: duckdb.DuckDBPyConnection, first: dt.date, last: dt.date
+) -> dict[str, Any]:
+    """The month's offers and what became of them, the settlements agreed in it and what
+    they recovered, and the plans made in it by length, as of the latest run (the negotiation
+    marts are rebuilt by every run for its date)."""
+    missing = [name for name in NEGOTIATION_MARTS if not mart_exists(connection, name)]
+    if missing:
+        return _missing(", ".join(f"marts.{name}" for name in missing))
+    # rebuilt together by every run: the latest date any of them holds is the run's
+    dates = " union all ".join(f"select as_of_date from marts.{name}" for name in NEGOTIATION_MARTS)
+    as_of = _one(connection, f"select max(as_of_date) from ({dates})")
+    if as_of is None:
+        return _empty("The negotiation marts hold no offer, settlement or plan yet.")
+    if as_of < first:
+        return _empty(
+            f"The latest run ({as_of}) is before {first:%Y-%m}: no negotiation facts for the month."
+        )
+    month = [f"{first:%Y-%m}"]
+    offers = _negotiation_rows(
+        connection,
+        """
+        select
+            offer_kind, segment, accounts_offered, offers_made, accounts_accepted,
+            offers_accepted, offers_kept, offers_broken, offers_active, offers_cancelled,
+            offers_lapsed, acceptance_rate, kept_rate
+        from marts.fct_offer_outcomes
+        where offer_month = ?
+        order by offer_kind, segment nulls last
+        """,
+        month,
+    )
+    settlements = _negotiation_rows(
+        connection,
+        """
+        select
+            currency, settlements, settlements_kept, settlements_broken, settlements_active,
+            settlements_cancelled, settlements_written_off, balance_at_agreement,
+            settlement_amount, paid_amount, forgiven_amount, written_off_amount, recovery_rate
+        from marts.fct_settlement_recovery_by_month
+        where agreed_month = ?
+        order by currency
+        """,
+        month,
+    )
+    plans = _negotiation_rows(
+        connection,
+        """
+        select
+            currency, plan_source, plan_kind, plan_length, plans_started, plans_active,
+            plans_kept, plans_broken, plans_cancelled, kept_rate, scheduled_amount,
+            paid_amount, share_paid
+        from marts.fct_plan_performance
+        where created_month = ?
+        order by currency, plan_source, plan_kind, plan_length
+        """,
+        month,
+    )
+    found = bool(offers or settlements or plans)
+    return {
+        "available": found,
+        "note": None if found else f"No offer, settlement or plan was made in {first:%Y-%m}.",
+        "as_of_date": as_of.isoformat(),
+        "offers": offers,
+        "settlements": settlements,
+        "plans": plans,
+    }
+
+
+def _negotiation_rows(
+    connection: duckdb.DuckDBPyConnection, sql: str, parameters: list
+) -> list[dict[str, Any]]:
+    """Rows as JSON-ready dicts: money as two-decimal strings, rates as floats (or None)."""
+    result = connection.execute(sql, parameters)
+    names = [column[0] for column in result.description]
+    return [
+        {
+            name: money_text(value) if isinstance(value, Decimal) else value
+            for name, value in zip(names, values, strict=True)
+        }
+        for values in result.fetchall()
+    ]
+
+
 def _accounts(count: int) -> str:
     return f"{count:,} account was" if count == 1 else f"{count:,} accounts were"
 
@@ -784,6 +893,7 @@ def monthly_report_sections(
         ("agency", "Agency performance", _agency_section),
         ("servicing", "Refunds and payment discrepancies", _servicing_section),
         ("skip_tracing", "Skip tracing", _skip_tracing_section),
+        ("negotiation", NEGOTIATION_TITLE, _negotiation_section),
     )
     sections = []
     for key, title, build in builders:
@@ -1031,7 +1141,7 @@ def _plan_section(report: Mapping[str, Any], data: Mapping[str, Any]) -> tuple[l
         f"Plans and promises made in {report['month']}, with their status on the run of "
         f"{data['as_of_date']} (marts.fct_payment_plans), and those broken or cancelled in the "
         "month whenever they were made. The kept rate is kept / (kept + broken) of those "
-        f"made in the month. Plan performance by length comes with issue #{PLAN_ISSUE}."
+        "made in the month. Plan performance by length is in the negotiation section."
     ]
     rows = [
         [
@@ -1219,6 +1329,111 @@ def _agency_section(report: Mapping[str, Any], data: Mapping[str, Any]) -> tuple
     )  # fmt: skip
     numeric = (False, False, False, True, True, True, True, True, True)
     return notes, [_table(header, rows, numeric)]
+
+
+def _negotiation_section(report: Mapping[str, Any], data: Mapping[str, Any]) -> tuple[list, list]:
+    month = report["month"]
+    notes = [
+        f"Offers made, settlements agreed and plans made in {month}, with their status on the "
+        f"run of {data['as_of_date']} (marts.fct_offer_outcomes, "
+        "marts.fct_settlement_recovery_by_month, marts.fct_plan_performance). Kept rates are "
+        "kept / (kept + broken); amounts per currency."
+    ]
+    tables = []
+    if data["offers"]:
+        notes.append(
+            "Offers: an account offered a plan gets one offer per allowed length, so the "
+            "acceptance rate is per account (accounts that took up an offer / accounts "
+            "offered); kept, broken and running count the agreements that took the offers up."
+        )
+        tables.append(
+            _table(
+                OFFER_HEADER,
+                [
+                    [
+                        row["offer_kind"].replace("_", " "),
+                        row["segment"] or "",
+                        _count(row["accounts_offered"]),
+                        _count(row["offers_made"]),
+                        _count(row["accounts_accepted"]),
+                        _count(row["offers_kept"]),
+                        _count(row["offers_broken"]),
+                        _count(row["offers_active"]),
+                        _count(row["offers_lapsed"]),
+                        _share(row["acceptance_rate"]),
+                        _share(row["kept_rate"]),
+                    ]
+                    for row in data["offers"]
+                ],
+                (False, False, *[True] * 9),
+                "Offers made, accepted and kept",
+            )
+        )
+    else:
+        notes.append(f"No offer was made in {month}.")
+    if data["settlements"]:
+        notes.append(
+            "Settlements: recovery rate = paid / balance at agreement, over every settlement "
+            "agreed in the month (broken ones too); forgiven is what the agreements forgive, "
+            "written off what was recommended to billing once a settlement was paid."
+        )
+        tables.append(
+            _table(
+                SETTLEMENT_HEADER,
+                [
+                    [
+                        row["currency"],
+                        _count(row["settlements"]),
+                        _count(row["settlements_kept"]),
+                        _count(row["settlements_broken"]),
+                        amount_text(row["balance_at_agreement"]),
+                        amount_text(row["settlement_amount"]),
+                        amount_text(row["paid_amount"]),
+                        amount_text(row["forgiven_amount"]),
+                        amount_text(row["written_off_amount"]),
+                        _share(row["recovery_rate"]),
+                    ]
+                    for row in data["settlements"]
+                ],
+                (False, *[True] * 9),
+                "Settlement recovery",
+            )
+        )
+    else:
+        notes.append(f"No settlement was agreed in {month}.")
+    if data["plans"]:
+        tables.append(
+            _table(
+                PLAN_LENGTH_HEADER,
+                [
+                    [
+                        row["currency"],
+                        f"{row['plan_source']} {row['plan_kind'].replace('_', ' ')}",
+                        _count(row["plan_length"]),
+                        _count(row["plans_started"]),
+                        _count(row["plans_active"]),
+                        _count(row["plans_kept"]),
+                        _count(row["plans_broken"]),
+                        _count(row["plans_cancelled"]),
+                        _share(row["kept_rate"]),
+                        amount_text(row["scheduled_amount"]),
+                        amount_text(row["paid_amount"]),
+                        _share(row["share_paid"]),
+                    ]
+                    for row in data["plans"]
+                ],
+                (False, False, *[True] * 10),
+                "Plan performance by length (billing's plans and promises, recoup's agreements)",
+            )
+        )
+    else:
+        notes.append(f"No plan or promise was made in {month}.")
+    return notes, tables
+
+
+def _share(rate: float | None) -> str:
+    """A rate from 0 to 1 as a percentage; n/a when there is none."""
+    return "n/a" if rate is None else f"{100 * rate:.1f} %"
 
 
 # --- rendering ------------------------------------------------------------------------------
