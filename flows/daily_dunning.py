@@ -34,6 +34,7 @@ from prefect.runtime import flow_run
 
 from flows.lib.agency_placement import PlacementOutcome
 from flows.lib.config import Settings, load_settings
+from flows.lib.credit_holds import CreditHoldOutcome
 from flows.lib.dbt_build import DbtFailed, DbtOutcome
 from flows.lib.dry_run import diff_markdown, dry_run_diff, plan_by_stage
 from flows.lib.email_events import ImportOutcome
@@ -48,7 +49,9 @@ from flows.lib.gates import (
     unfinished_build,
 )
 from flows.lib.ledger import ChannelOutcome
+from flows.lib.legal_referral import LegalOutcome
 from flows.lib.loader import BatchOutcome
+from flows.lib.offers import OfferOutcome
 from flows.lib.output_files import csv_bytes, owner_only_folder, write_atomically
 from flows.lib.pii import keyring_for
 from flows.lib.planner import ContactScope, Plan
@@ -65,11 +68,13 @@ from flows.lib.runs import (
     select_steps,
 )
 from flows.lib.servicing import ServicingOutcome
+from flows.lib.settlements import WriteOffOutcome
 from flows.lib.skip_tracing import SkipTraceOutcome
 from flows.lib.warehouse import WarehouseBusy, open_warehouse
 from flows.tasks.agencies import place_with_agencies
 from flows.tasks.build import build_marts
 from flows.tasks.contact import (
+    offer_terms,
     plan_contacts,
     print_letters,
     queue_work,
@@ -78,6 +83,7 @@ from flows.tasks.contact import (
 )
 from flows.tasks.events import import_email_events
 from flows.tasks.gates import check_marts, check_raw_batch
+from flows.tasks.handoffs import credit_holds, legal_referrals, write_offs
 from flows.tasks.load import load_batches
 from flows.tasks.report import write_the_run_report
 from flows.tasks.servicing import servicing_queues, skip_trace
@@ -95,11 +101,15 @@ class RunSummary:
     marts: DbtOutcome | None = None
     gates: list[GateOutcome] = field(default_factory=list)
     events: ImportOutcome | None = None
+    offers: OfferOutcome | None = None
     plan: Plan | None = None
     plan_rows: list[dict[str, object]] = field(default_factory=list)
     rechecked: dict[str, int] = field(default_factory=dict)
     contacts: list[ChannelOutcome] = field(default_factory=list)
     placements: PlacementOutcome | None = None
+    write_offs: WriteOffOutcome | None = None
+    legal: LegalOutcome | None = None
+    credit_holds: CreditHoldOutcome | None = None
     servicing: ServicingOutcome | None = None
     skip_tracing: SkipTraceOutcome | None = None
     diff: dict[str, object] | None = None
@@ -265,6 +275,11 @@ def _run_steps(
         elif record.runs("events"):
             with record.step("events"):
                 run.events = import_email_events(connection, settings)
+        if record.runs("offers"):
+            with record.step("offers"):
+                run.offers = offer_terms(
+                    connection, settings, run.as_of, run.run_id, scope, dry_run=not acting
+                )
         if record.runs("plan"):
             with record.step("plan"):
                 run.plan, breaker = plan_contacts(
@@ -283,6 +298,7 @@ def _run_steps(
         if not acting:  # a dry run sends nothing, places nothing and requests nothing
             for step in ("recheck", "email", "letters", "queue", "agencies", "servicing"):
                 record.skip(step)
+            _hand_off(run, settings, connection, scope, dry_run=True)
             if record.runs("skip_trace"):
                 with record.step("skip_trace"):
                     run.skip_tracing = skip_trace(
@@ -309,6 +325,7 @@ def _run_steps(
                     connection, settings, run.as_of, run.run_id, scope
                 )
                 run.files += [str(path) for path in run.placements.files]
+        _hand_off(run, settings, connection, scope, dry_run=False)
         if record.runs("servicing"):
             with record.step("servicing"):
                 run.servicing = servicing_queues(connection, settings, run.as_of)
@@ -324,6 +341,33 @@ def _run_steps(
         connection.close()
 
 
+def _hand_off(
+    run: RunSummary, settings: Settings, connection, scope: ContactScope, *, dry_run: bool
+) -> None:
+    """The end of the ladder's files for billing and the attorneys: write-off
+    recommendations, legal referrals, credit holds (a dry run counts them)."""
+    record = run.record
+    assert record is not None
+    if record.runs("write_offs"):
+        with record.step("write_offs"):
+            run.write_offs = write_offs(
+                connection, settings, run.as_of, run.run_id, scope, dry_run=dry_run
+            )
+            run.files += list(run.write_offs.files)
+    if record.runs("legal"):
+        with record.step("legal"):
+            run.legal = legal_referrals(
+                connection, settings, run.as_of, run.run_id, scope, dry_run=dry_run
+            )
+            run.files += [str(path) for path in run.legal.files]
+    if record.runs("credit_holds"):
+        with record.step("credit_holds"):
+            run.credit_holds = credit_holds(
+                connection, settings, run.as_of, run.run_id, scope, dry_run=dry_run
+            )
+            run.files += [str(path) for path in run.credit_holds.files]
+
+
 def _build_marked(run: RunSummary, settings: Settings) -> DbtOutcome:
     """dbt for the run's date. A failed build is marked with the run id in
     ops.build_attempts (analysts see it in marts.build_status), and its error says first what
@@ -333,7 +377,8 @@ def _build_marked(run: RunSummary, settings: Settings) -> DbtOutcome:
             settings.warehouse_path,
             settings.path("state"),
             run.as_of,
-            settings.servicing.dbt_vars(),
+            settings.dbt_vars(),
+            data_tests=settings.gates.dbt_data_tests,
         )
     except Exception as error:
         attempt = _mark_failed_build(settings, run.run_id, error)
@@ -370,6 +415,56 @@ def _servicing_summary(outcome: ServicingOutcome | None) -> dict[str, object] | 
         "refunds": outcome.refunds,
         "refund_amounts": {c: str(a) for c, a in sorted(outcome.refund_amounts.items())},
         "discrepancies": dict(sorted(outcome.discrepancies.items())),
+    }
+
+
+def _offer_summary(outcome: OfferOutcome | None) -> dict[str, object] | None:
+    if outcome is None:
+        return None
+    return {
+        "accounts_offered": outcome.accounts_offered,
+        "plan_offers": outcome.plan_offers,
+        "settlement_offers": outcome.settlement_offers,
+        "requiring_approval": outcome.requiring_approval,
+        "reused": outcome.reused,
+        "dry_run": outcome.dry_run,
+    }
+
+
+def _write_off_summary(outcome: WriteOffOutcome | None) -> dict[str, object] | None:
+    if outcome is None:
+        return None
+    return {
+        "settlements_kept": outcome.kept,
+        "recommended": outcome.recommended,
+        "amounts": {c: str(a) for c, a in sorted(outcome.amounts.items())},
+        "nothing_left": outcome.nothing_left,
+        "dry_run": outcome.dry_run,
+    }
+
+
+def _legal_summary(outcome: LegalOutcome | None) -> dict[str, object] | None:
+    if outcome is None:
+        return None
+    return {
+        "referred": outcome.referred,
+        "amounts": {c: str(a) for c, a in sorted(outcome.referred_amounts.items())},
+        "excluded": dict(sorted(outcome.excluded.items())),
+        "withdrawn": dict(sorted(outcome.withdrawn.items())),
+        "open_referrals": outcome.open_referrals,
+        "dry_run": outcome.dry_run,
+    }
+
+
+def _credit_hold_summary(outcome: CreditHoldOutcome | None) -> dict[str, object] | None:
+    if outcome is None:
+        return None
+    return {
+        "new_holds": outcome.new_holds,
+        "held": dict(sorted(outcome.held.items())),
+        "released": dict(sorted(outcome.released.items())),
+        "open_holds": outcome.open_holds,
+        "dry_run": outcome.dry_run,
     }
 
 
@@ -505,10 +600,14 @@ def summary_of(run: RunSummary) -> dict[str, object]:
             for r in gate.results
         ],
         "events": asdict(run.events) if run.events is not None else None,
+        "offers": _offer_summary(run.offers),
         "plan": run.plan_rows,
         "contacts": contacts,
         "rechecked": run.rechecked,
         "placements": asdict(run.placements) if run.placements is not None else None,
+        "write_offs": _write_off_summary(run.write_offs),
+        "legal": _legal_summary(run.legal),
+        "credit_holds": _credit_hold_summary(run.credit_holds),
         "servicing": _servicing_summary(run.servicing),
         "skip_tracing": _skip_trace_summary(run.skip_tracing),
         "diff": run.diff,

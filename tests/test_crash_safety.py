@@ -126,6 +126,7 @@ CHAIN = (
     ChainRun(D0, resume=True, kill_at="step:events"),  # resumes a build that never ran
     ChainRun(D0, resume=True, kill_at=None),
     ChainRun(D1, resume=False, kill_at="step:gate_warehouse"),
+    ChainRun(D1, resume=True, kill_at="step:offers"),
     ChainRun(D1, resume=True, kill_at="step:plan"),
     ChainRun(D1, resume=True, kill_at="step:recheck"),  # from plan: it runs no gates
     ChainRun(D1, resume=True, kill_at="step:email"),  # resumes a resume that ran no gates
@@ -133,6 +134,9 @@ CHAIN = (
     ChainRun(D1, resume=False, kill_at="step:letters"),  # a plain rerun after a mid-send kill
     ChainRun(D1, resume=True, kill_at="step:queue"),
     ChainRun(D1, resume=True, kill_at="step:agencies"),
+    ChainRun(D1, resume=True, kill_at="step:write_offs"),
+    ChainRun(D1, resume=True, kill_at="step:legal"),
+    ChainRun(D1, resume=True, kill_at="step:credit_holds"),
     ChainRun(D1, resume=True, kill_at="step:servicing"),
     ChainRun(D1, resume=True, kill_at="step:skip_trace"),
     ChainRun(D1, resume=True, kill_at="step:report"),
@@ -298,7 +302,9 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     home = tmp_path_factory.mktemp("crash-home")
     two_days_of_contacts(home / "inbox" / "01")
     # the export arrives once: on D1 its newest payment is eight days old
-    (home / "recoup.yaml").write_text("gates:\n  freshness_days: 30\n", encoding="utf-8")
+    (home / "recoup.yaml").write_text(
+        "gates:\n  freshness_days: 30\n  dbt_data_tests: false\n", encoding="utf-8"
+    )
     return home
 
 
@@ -436,6 +442,7 @@ class TestKilledAndRunAgain:
 
     def test_a_resume_starts_in_the_step_the_run_was_killed_in(self, chain: list[Snapshot]) -> None:
         done = [snapshot.runs[-1].done for snapshot in chain]
+        after = {run.kill_at: done[index + 1] for index, run in enumerate(CHAIN[:-1])}
         assert done[2] == ("gate_raw",)  # killed as gate_raw started: resumed there
         # killed as the build started: the resume checks the raw data again, builds and
         # checks the marts (it used to be refused: a resume from `build` ran no gate_raw)
@@ -443,9 +450,9 @@ class TestKilledAndRunAgain:
         assert done[4][0] == "events"  # D0's marts are built and checked: on from there
         # a resume of a resume: the gates passed two runs back, on this build (it used to be
         # refused: the resumed run had run no gates itself)
-        assert done[8][:2] == ("plan", "recheck")
-        assert done[15] == ("servicing", "skip_trace")  # killed in skip_trace: its group
-        assert done[16] == ("report",)  # killed as the report started: only that is left
+        assert after["step:recheck"][:3] == ("offers", "plan", "recheck")
+        assert after["step:skip_trace"] == ("servicing", "skip_trace")  # killed in its group
+        assert after["step:report"] == ("report",)  # killed as the report started: only that
 
     def test_an_email_interrupted_mid_send_is_maybe_sent_and_never_sent_again(
         self, chain: list[Snapshot]

@@ -515,6 +515,18 @@ CSV_WRITERS = {  # module → the CSV files it writes (all through output_files.
     "flows/lib/skip_tracing.py": ("skip_requests.csv",),
     "flows/lib/agency_placement.py": ("placements.csv", "recalls.csv"),
     "flows/lib/bureau_file.py": ("not_reported.csv",),
+    "flows/lib/settlements.py": ("write_off_recommendations.csv",),
+    "flows/lib/legal_referral.py": (
+        "referrals.csv",
+        "referral_items.csv",
+        "referral_history.csv",
+        "withdrawals.csv",
+    ),
+    "flows/lib/credit_holds.py": (
+        "credit_holds.csv",
+        "credit_hold_releases.csv",
+        "open_credit_holds.csv",
+    ),
 }
 REPOSITORY = Path(__file__).resolve().parents[1]
 
@@ -641,6 +653,24 @@ def test_the_bureau_s_not_reported_file_defuses_a_formula_in_an_account_id(tmp_p
     connection.close()
     rows = csv_rows(outcome.path.parent / "not_reported.csv")
     assert rows == [{"account_id": "'" + FORMULA, "reason": "fraud"}]
+
+
+@unit
+def test_the_write_off_file_defuses_a_formula_in_an_approver_and_an_account_id() -> None:
+    from flows.lib.settlements import WRITE_OFF_COLUMNS, ensure_write_off_schema, file_rows
+
+    connection = duckdb.connect(":memory:")
+    connection.execute("create schema ops")
+    ensure_write_off_schema(connection)
+    connection.execute(
+        "insert into ops.write_off_recommendations values ('r1', ?, 'AG1', '2026-10-01', ?, "
+        "'USD', 80.00, 80.00, 20.00, 'settled_for_less', '2026-11-03', 'run', 'f', now())",
+        [FORMULA, '=HYPERLINK("http://x.example")'],
+    )
+    text = csv_bytes(WRITE_OFF_COLUMNS, file_rows(connection, D)).decode("utf-8")
+    [line] = list(csv.DictReader(io.StringIO(text)))
+    assert line["account_id"] == "'" + FORMULA
+    assert line["approved_by"] == '\'=HYPERLINK("http://x.example")'
 
 
 # --- one hostile batch through ingest, dbt and every contact step -----------------------------
@@ -774,7 +804,7 @@ def hostile_run(prefect_api, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     assert outcome.rows_quarantined == 0
     connection.close()
     build_warehouse(settings.warehouse_path, settings.path("state"), D,
-                    variables=settings.servicing.dbt_vars())  # fmt: skip
+                    variables=settings.dbt_vars())  # fmt: skip
     connection = open_warehouse(settings.warehouse_path)
     record_build(connection, D)
     connection.close()

@@ -10,7 +10,7 @@ from flows.lib.runs import STEPS, StepSelectionError, select_steps
 from flows.lib.schedule import next_scheduled_run
 
 pytestmark = pytest.mark.unit
-CONTACT = {"plan", "recheck", "email", "letters", "queue"}
+CONTACT = {"offers", "plan", "recheck", "email", "letters", "queue"}
 
 
 @pytest.mark.parametrize(
@@ -22,7 +22,7 @@ CONTACT = {"plan", "recheck", "email", "letters", "queue"}
         pytest.param(["gates", "contact"], None, None, {"gate_raw", "gate_warehouse"} | CONTACT,
                      id="gates and contacts on the warehouse as built"),
         pytest.param(None, None, "email",
-                     CONTACT | {"agencies", "servicing", "skip_trace", "report"},
+                     CONTACT | {"agencies", "write_offs", "legal", "credit_holds", "servicing", "skip_trace", "report"},
                      id="resume a run that failed sending"),
         pytest.param(None, None, "gate_warehouse", set(STEPS) - {"ingest"},
                      id="resume a failed gate: build again, then the rest"),

@@ -52,11 +52,13 @@ def build_warehouse(
     *,
     unit_tests_only: bool = False,
     variables: Mapping[str, object] | None = None,
+    data_tests: bool = True,
 ) -> DbtOutcome:
     """`dbt build` for `as_of`: staging, intermediate, marts and their data tests; or, with
     `unit_tests_only`, `dbt test` of the unit tests alone (fixed inputs, no warehouse data).
     `variables` are further dbt vars (settings such as the refund hold); the project's
-    defaults hold for the rest."""
+    defaults hold for the rest. Without `data_tests`, the build runs the models and seeds
+    only (gates.dbt_data_tests: false)."""
     target = state_folder / "dbt" / "target"
     arguments = [
         str(Path(sys.executable).parent / "dbt"),
@@ -70,6 +72,8 @@ def build_warehouse(
         "--no-use-colors",
     ]  # fmt: skip
     arguments += ["--select" if unit_tests_only else "--exclude", "test_type:unit"]
+    if not unit_tests_only and not data_tests:
+        arguments.append("test_type:data")
     environment = {
         **os.environ,
         "RECOUP_WAREHOUSE_PATH": str(warehouse),

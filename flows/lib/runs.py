@@ -34,15 +34,24 @@ import duckdb
 from flows.lib import faults
 
 StepGroup = Literal[
-    "ingest", "gates", "build", "events", "contact", "agencies", "servicing", "report"
+    "ingest",
+    "gates",
+    "build",
+    "events",
+    "contact",
+    "agencies",
+    "handoffs",
+    "servicing",
+    "report",
 ]
 GROUPS: dict[str, tuple[str, ...]] = {
     "ingest": ("ingest",),
     "gates": ("gate_raw", "gate_warehouse"),
     "build": ("build",),
     "events": ("events",),
-    "contact": ("plan", "recheck", "email", "letters", "queue"),
+    "contact": ("offers", "plan", "recheck", "email", "letters", "queue"),
     "agencies": ("agencies",),
+    "handoffs": ("write_offs", "legal", "credit_holds"),
     "servicing": ("servicing", "skip_trace"),
     "report": ("report",),
 }
@@ -53,12 +62,16 @@ STEPS: tuple[str, ...] = (
     "build",
     "gate_warehouse",
     "events",
+    "offers",
     "plan",
     "recheck",
     "email",
     "letters",
     "queue",
     "agencies",
+    "write_offs",
+    "legal",
+    "credit_holds",
     "servicing",
     "skip_trace",
     "report",

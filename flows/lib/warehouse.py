@@ -14,13 +14,18 @@ from pathlib import Path
 
 import duckdb
 
+from flows.lib.agreements import ensure_agreement_schema
 from flows.lib.bureau_records import ensure_bureau_schema
 from flows.lib.contact_details import ensure_contact_schema
 from flows.lib.contract import ENTITIES, STORAGE_TYPE, Entity
+from flows.lib.credit_holds import ensure_credit_hold_schema
 from flows.lib.ledger import ensure_ops_schema
+from flows.lib.legal_referral import ensure_legal_schema
+from flows.lib.offers import ensure_offer_schema
 from flows.lib.output_files import FILE_MODE, owner_only_folder
 from flows.lib.pii import clear_part_columns, refuse_clear_values
 from flows.lib.placements import ensure_agency_schema
+from flows.lib.settlements import ensure_write_off_schema
 from flows.lib.skip_tracing import ensure_skip_schema
 
 RAW_SCHEMA = "raw"
@@ -66,6 +71,11 @@ def open_warehouse(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyCon
         ensure_bureau_schema(connection)  # what the bureaus hold: placements carry its DOFD
         ensure_skip_schema(connection)  # skip-trace requests, results and their quarantine
         ensure_contact_schema(connection)  # the contact details in use: skip-trace overrides
+        ensure_offer_schema(connection)  # offers made: the negotiation marts read them
+        ensure_agreement_schema(connection)  # recorded agreements: the plan models read them
+        ensure_write_off_schema(connection)  # write-offs: fct_settlement_recovery reads them
+        ensure_credit_hold_schema(connection)  # credit holds: fct_contact_log reads them
+        ensure_legal_schema(connection)  # legal referrals: int_account_holds reads them
     return connection
 
 

@@ -16,8 +16,12 @@ def build_marts(
     state_folder: Path,
     as_of: dt.date,
     variables: dict[str, object] | None = None,
+    data_tests: bool = True,
 ) -> DbtOutcome:
-    """Balances, aging, holds and stages for `as_of`, with the marts' data tests."""
-    outcome = build_warehouse(warehouse, state_folder, as_of, variables=variables)
+    """Balances, aging, holds and stages for `as_of`, with the marts' data tests (unless
+    `data_tests` is off: gates.dbt_data_tests)."""
+    outcome = build_warehouse(
+        warehouse, state_folder, as_of, variables=variables, data_tests=data_tests
+    )
     get_run_logger().info("dbt built %s nodes for %s", outcome.nodes, as_of)
     return outcome

@@ -15,12 +15,30 @@ from flows.lib.emailing import send_planned_emails
 from flows.lib.gates import GateFailed, GateOutcome
 from flows.lib.ledger import ChannelOutcome
 from flows.lib.messages import EmailSender
+from flows.lib.offers import OfferOutcome, make_offers
 from flows.lib.planner import ContactScope, Plan, build_plan, commit_plan
 from flows.lib.printing import print_planned_letters
 from flows.lib.recheck import cancel_outdated, recover_interrupted
 from flows.lib.senders import OutboxSender, SendGridSender
 from flows.lib.volume_breaker import VolumeRule, check_volumes
 from flows.lib.work_queue import queue_planned_work
+
+
+@task(name="make-offers", cache_policy=NO_CACHE)  # inputs hold a live connection
+def offer_terms(
+    connection: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    as_of: dt.date,
+    run_id: str,
+    scope: ContactScope,
+    *,
+    dry_run: bool = False,
+) -> OfferOutcome:
+    """The plan and settlement offers the day's reminders and phone queue carry (a dry run
+    only counts them)."""
+    outcome = make_offers(connection, settings, as_of, run_id, scope=scope, dry_run=dry_run)
+    get_run_logger().info("offers: %s", outcome)
+    return outcome
 
 
 @task(name="plan-contacts", cache_policy=NO_CACHE)  # inputs hold a live connection
@@ -36,7 +54,10 @@ def plan_contacts(
 ) -> tuple[Plan, GateOutcome]:
     """Judge today's candidates by the guardrails, pass the counts through the volume
     circuit breaker, then (unless a dry run) write them into the action ledger."""
-    plan = build_plan(connection, settings.contact, as_of, run_id, scope)
+    plan = build_plan(
+        connection, settings.contact, as_of, run_id, scope,
+        installment_reminder_days=settings.negotiation.installment_reminder_days,
+    )  # fmt: skip
     rule = VolumeRule(
         factor=settings.gates.volume_factor,
         min_actions=settings.gates.volume_min_actions,

@@ -1,0 +1,47 @@
+"""The dbt invocation of a build: data tests on by default, off with gates.dbt_data_tests."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from flows.lib import dbt_build
+
+pytestmark = pytest.mark.unit
+
+
+def invocation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **options) -> list[str]:
+    seen: list[list[str]] = []
+
+    def fake_run(arguments, **_kwargs):
+        seen.append(arguments)
+        results = tmp_path / "state" / "dbt" / "target" / "run_results.json"
+        results.parent.mkdir(parents=True, exist_ok=True)
+        results.write_text(json.dumps({"results": []}), encoding="utf-8")
+        return subprocess.CompletedProcess(arguments, 0, "", "")
+
+    monkeypatch.setattr(dbt_build.subprocess, "run", fake_run)
+    dbt_build.build_warehouse(tmp_path / "w.duckdb", tmp_path / "state", dt.date(2026, 3, 2),
+                              **options)  # fmt: skip
+    [arguments] = seen
+    return arguments
+
+
+def test_a_build_runs_the_data_tests_by_default(tmp_path, monkeypatch) -> None:
+    arguments = invocation(tmp_path, monkeypatch)
+    assert arguments[1] == "build"
+    assert arguments[-2:] == ["--exclude", "test_type:unit"]
+
+
+def test_without_data_tests_the_build_runs_models_and_seeds_only(tmp_path, monkeypatch) -> None:
+    arguments = invocation(tmp_path, monkeypatch, data_tests=False)
+    assert arguments[-3:] == ["--exclude", "test_type:unit", "test_type:data"]
+
+
+def test_the_unit_tests_ignore_the_data_test_switch(tmp_path, monkeypatch) -> None:
+    arguments = invocation(tmp_path, monkeypatch, unit_tests_only=True, data_tests=False)
+    assert arguments[1] == "test" and arguments[-2:] == ["--select", "test_type:unit"]
