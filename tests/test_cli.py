@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,27 +11,40 @@ from pathlib import Path
 import pytest
 
 from tests.builders import base_batch, csv_text, row
+from tests.cli_env import subprocess_environment
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 RECOUP = Path(sys.executable).parent / "recoup"
 
 
-def recoup(home: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith(("RECOUP_", "PREFECT_"))}
-    environment.update(
-        RECOUP_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false", COLUMNS="200", **env
-    )
+SERVED_API: dict[str, str] = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _served_api(served_api_url: str) -> None:
+    SERVED_API["url"] = served_api_url
+
+
+def recoup(
+    home: Path, *args: str, ephemeral_api: bool = False, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """`recoup <args>` in a subprocess; on the session's test API unless `ephemeral_api`
+    (the default of a real installation, which the demo fixture keeps covered)."""
+    api_url = None if ephemeral_api else SERVED_API["url"]
     return subprocess.run(
-        [str(RECOUP), *args], cwd=home, env=environment, capture_output=True, text=True, timeout=300
-    )
+        [str(RECOUP), *args], cwd=home, env=subprocess_environment(home, api_url, **env),
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def demo_home(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """`recoup demo` as a fresh installation runs it: Prefect's ephemeral API included."""
     home = tmp_path_factory.mktemp("home")
-    return home, recoup(home, "demo", "--accounts", "300", "--as-of", "2026-11-23")
+    demo = ("demo", "--accounts", "300", "--as-of", "2026-11-23")
+    return home, recoup(home, *demo, ephemeral_api=True)
 
 
 def test_demo_generates_loads_and_says_where_the_warehouse_is(demo_home) -> None:

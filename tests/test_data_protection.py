@@ -42,6 +42,7 @@ from flows.lib.run_lock import run_lock
 from flows.lib.run_logs import run_log
 from flows.lib.warehouse import open_warehouse
 from tests.builders import base_batch, row, write_batch
+from tests.cli_env import subprocess_environment
 
 pytestmark = pytest.mark.integration
 RECOUP = Path(sys.executable).parent / "recoup"
@@ -57,11 +58,9 @@ AS_OF = "2026-11-23"
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
     home = tmp_path_factory.mktemp("home")
-    environment = {k: v for k, v in os.environ.items() if not k.startswith(("RECOUP_", "PREFECT_"))}
-    environment.update(
-        RECOUP_HOME=str(home), RECOUP_PII_KEY=KEY, PREFECT_SERVER_ANALYTICS_ENABLED="false",
-        COLUMNS="200",
-    )  # fmt: skip
+    # Prefect's ephemeral API, as installed: its database (logs, artifacts, parameters) lands
+    # in the home, where the scan below reads it
+    environment = subprocess_environment(home, None, RECOUP_PII_KEY=KEY)
     result = subprocess.run(
         [str(RECOUP), "demo", "--accounts", "120", "--as-of", AS_OF],
         cwd=home, env=environment, capture_output=True, text=True, timeout=600,
@@ -459,18 +458,16 @@ def test_an_older_warehouse_is_refused_until_encrypted_then_keeps_no_clear_copy(
     assert not again.rewritten and "nothing to do" in str(again)
 
 
-def test_the_command_line_refuses_an_older_warehouse_until_it_is_encrypted(tmp_path: Path) -> None:
+def test_the_command_line_refuses_an_older_warehouse_until_it_is_encrypted(
+    tmp_path: Path, served_api_url: str
+) -> None:
     home = tmp_path / "home"
     legacy_warehouse(home / "warehouse" / "recoup.duckdb")
 
     def recoup(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-        environment = {
-            k: v for k, v in os.environ.items() if not k.startswith(("RECOUP_", "PREFECT_"))
-        }
-        environment |= {"RECOUP_HOME": str(home), "COLUMNS": "200", **env}
         return subprocess.run(
-            [str(RECOUP), *args], cwd=home, env=environment, capture_output=True, text=True,
-            timeout=120,
+            [str(RECOUP), *args], cwd=home, env=subprocess_environment(home, served_api_url, **env),
+            capture_output=True, text=True, timeout=120,
         )  # fmt: skip
 
     refused = recoup("purge", "--dry-run")  # anything that opens the warehouse to write
