@@ -77,9 +77,12 @@ def update_golden(request: pytest.FixtureRequest) -> bool:
 SLOW_FIRST = (
     "test_crash_safety.py", "test_warehouse_stages.py", "test_agencies_flow.py",
     "test_operations.py", "test_flows.py", "test_skip_tracing.py", "test_cli.py",
-    "test_warehouse_aging.py", "test_warehouse_integrity.py", "test_settlements.py",
-    "test_contacting.py", "test_bench_harness.py", "test_data_protection.py",
-    "test_hostile_input.py", "test_warehouse_servicing.py", "test_provider_faults.py",
+    "test_warehouse_aging.py", "test_warehouse_integrity.py", "test_bench_harness.py",
+    "test_data_protection.py", "test_settlements.py", "test_contacting.py",
+    "test_warehouse_servicing.py", "test_hostile_input.py", "test_provider_faults.py",
+    "test_legal_referral.py", "test_offers.py", "test_plan_servicing.py", "test_remittances.py",
+    "test_gates.py", "test_sql_style.py", "test_negotiation_marts.py", "test_credit_holds.py",
+    "test_monthly_report.py",
 )  # fmt: skip
 
 
