@@ -8,10 +8,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-import os
 import stat
-import subprocess
-import sys
 from decimal import Decimal
 from pathlib import Path
 
@@ -32,7 +29,7 @@ from flows.lib.credit_holds import (
     release_id,
     update_credit_holds,
 )
-from flows.lib.dbt_build import DBT_PROJECT
+from flows.lib.dbt_build import DBT_PROJECT, build_warehouse
 from flows.lib.gates import record_build
 from flows.lib.planner import ALL_ACCOUNTS, ContactScope
 from flows.lib.warehouse import open_warehouse
@@ -538,25 +535,9 @@ def test_the_files_are_whole_owner_only_and_formula_safe(book, tmp_path: Path) -
 def _build_contact_log(warehouse: Path, state: Path) -> None:
     """dbt builds the ops staging views and fct_contact_log (with their data tests) over the
     hand-built warehouse: only the nodes the contact log needs, so it stays quick."""
-    completed = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "dbt"), "build",
-            "--project-dir", str(DBT_PROJECT), "--profiles-dir", str(DBT_PROJECT),
-            "--target-path", str(state / "target"), "--log-path", str(state / "logs"),
-            "--select", "stg_ops__actions", "stg_ops__email_events", "stg_ops__credit_holds",
-            "fct_contact_log", "--no-use-colors",
-        ],
-        env={
-            **os.environ,
-            "RECOUP_WAREHOUSE_PATH": str(warehouse),
-            "RECOUP_AS_OF_DATE": D3.isoformat(),
-            "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
-        },
-        capture_output=True,
-        text=True,
-        check=False,
-    )  # fmt: skip
-    assert completed.returncode == 0, completed.stdout[-3000:]
+    build_warehouse(warehouse, state, D3, select=(
+        "stg_ops__actions", "stg_ops__email_events", "stg_ops__credit_holds", "fct_contact_log",
+    ))  # fmt: skip
 
 
 @pytest.fixture(scope="module")

@@ -25,10 +25,6 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-import json
-import os
-import subprocess
-import sys
 from decimal import Decimal
 from pathlib import Path
 
@@ -36,7 +32,7 @@ import duckdb
 import pytest
 from pypdf import PdfReader
 
-from flows.lib.dbt_build import DBT_PROJECT
+from flows.lib.dbt_build import build_warehouse
 from flows.lib.loader import load_batch
 from flows.lib.monthly_report import (
     build_monthly_report,
@@ -256,26 +252,10 @@ def record(connection: duckdb.DuckDBPyConnection) -> None:
 
 def build_negotiation_marts(warehouse: Path, state: Path, as_of: dt.date) -> None:
     """`dbt build` of the negotiation marts and everything upstream of them, with their data
-    tests, for `as_of`: what flows.lib.dbt_build.build_warehouse runs, on a selection (the
-    whole project takes too long for one test module)."""
-    arguments = [
-        str(Path(sys.executable).parent / "dbt"), "build",
-        "--project-dir", str(DBT_PROJECT), "--profiles-dir", str(DBT_PROJECT),
-        "--target-path", str(state / "target"), "--log-path", str(state / "logs"),
-        "--vars", json.dumps({}), "--no-use-colors",
-        "--select", "+path:models/marts/negotiation", "--exclude", "test_type:unit",
-        "--indirect-selection", "cautious",  # no test of a model left out of the selection
-    ]  # fmt: skip
-    environment = {
-        **os.environ,
-        "RECOUP_WAREHOUSE_PATH": str(warehouse),
-        "RECOUP_AS_OF_DATE": as_of.isoformat(),
-        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
-    }
-    completed = subprocess.run(
-        arguments, env=environment, capture_output=True, text=True, check=False
-    )
-    assert completed.returncode == 0, completed.stdout[-4000:]
+    tests, for `as_of` (the whole project takes too long for one test module); no test of a
+    model left out of the selection."""
+    build_warehouse(warehouse, state, as_of, select=("+path:models/marts/negotiation",),
+                    cautious=True)  # fmt: skip
 
 
 @pytest.fixture(scope="module")

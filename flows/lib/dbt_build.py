@@ -53,12 +53,15 @@ def build_warehouse(
     unit_tests_only: bool = False,
     variables: Mapping[str, object] | None = None,
     data_tests: bool = True,
+    select: tuple[str, ...] = (),
+    cautious: bool = False,
 ) -> DbtOutcome:
     """`dbt build` for `as_of`: staging, intermediate, marts and their data tests; or, with
     `unit_tests_only`, `dbt test` of the unit tests alone (fixed inputs, no warehouse data).
     `variables` are further dbt vars (settings such as the refund hold); the project's
     defaults hold for the rest. Without `data_tests`, the build runs the models and seeds
-    only (gates.dbt_data_tests: false)."""
+    only (gates.dbt_data_tests: false). `select` builds only those nodes (dbt selectors);
+    `cautious` leaves out the tests of models outside the selection."""
     target = state_folder / "dbt" / "target"
     arguments = [
         str(Path(sys.executable).parent / "dbt"),
@@ -74,6 +77,10 @@ def build_warehouse(
     arguments += ["--select" if unit_tests_only else "--exclude", "test_type:unit"]
     if not unit_tests_only and not data_tests:
         arguments.append("test_type:data")
+    if select:
+        arguments += ["--select", *select]
+    if cautious:
+        arguments += ["--indirect-selection", "cautious"]
     environment = {
         **os.environ,
         "RECOUP_WAREHOUSE_PATH": str(warehouse),
