@@ -355,10 +355,10 @@ def bureau_file(home: Path, as_of: dt.date, pii_key: str) -> dict[str, object]:
     """The month's Metro 2 file: decide, render, validate, publish and record."""
     from flows.lib.bureau_file import generate_bureau_file
     from flows.lib.config import load_settings
-    from flows.lib.warehouse import open_warehouse
+    from flows.lib.warehouse import connect_warehouse
 
     settings = load_settings({"RECOUP_HOME": str(home), "RECOUP_PII_KEY": pii_key})
-    connection = open_warehouse(settings.warehouse_path)
+    connection = connect_warehouse(settings)
     try:
         started = time.perf_counter()
         outcome = generate_bureau_file(

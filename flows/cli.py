@@ -557,10 +557,10 @@ def events_import(
     from flows.lib.email_events import import_events_file, import_spool, incoming_folder
     from flows.lib.opt_outs import import_opt_outs, opt_out_folder
     from flows.lib.run_lock import run_lock
-    from flows.lib.warehouse import open_warehouse
+    from flows.lib.warehouse import connect_warehouse
 
     with run_lock(settings.path("state"), "events import", settings.ingest.lock_wait_seconds):
-        connection = open_warehouse(settings.warehouse_path)
+        connection = connect_warehouse(settings)
         try:
             opted_out = None
             if path is None:
@@ -680,7 +680,7 @@ def pii_encrypt() -> None:
     settings = _settings()
     from flows.lib.pii import PiiKeyMissing, keyring_for, protect_warehouse
     from flows.lib.run_lock import run_lock
-    from flows.lib.warehouse import open_warehouse
+    from flows.lib.warehouse import connect_warehouse
 
     keyring = keyring_for(settings)
     if keyring is None:
@@ -692,7 +692,7 @@ def pii_encrypt() -> None:
         raise FileNotFoundError(f"{settings.warehouse_path}: no warehouse yet; nothing to do.")
     with run_lock(settings.path("state"), "pii encrypt", settings.ingest.lock_wait_seconds):
         outcome = protect_warehouse(settings.warehouse_path, keyring)
-        open_warehouse(settings.warehouse_path).close()  # today's views over the new columns
+        connect_warehouse(settings).close()  # today's views over the new columns
     console.print(str(outcome), highlight=False, soft_wrap=True)
 
 
@@ -986,10 +986,10 @@ def _user_name() -> str:
 def _with_warehouse(settings: Settings, holder: str, work):
     """Run `work(connection)` on the warehouse, holding the run lock."""
     from flows.lib.run_lock import run_lock
-    from flows.lib.warehouse import open_warehouse
+    from flows.lib.warehouse import connect_warehouse
 
     with run_lock(settings.path("state"), holder, settings.ingest.lock_wait_seconds):
-        connection = open_warehouse(settings.warehouse_path)
+        connection = connect_warehouse(settings)
         try:
             return work(connection)
         finally:
@@ -1023,12 +1023,12 @@ def _read_only(settings: Settings) -> _ReadConnection:
 class _ReadConnection:
     def __init__(self, settings: Settings) -> None:
         from flows.lib.run_lock import run_lock
-        from flows.lib.warehouse import open_warehouse
+        from flows.lib.warehouse import connect_warehouse
 
         self._lock = run_lock(settings.path("state"), "read", settings.ingest.lock_wait_seconds)
         self._lock.__enter__()
         try:
-            self._connection = open_warehouse(settings.warehouse_path, read_only=True)
+            self._connection = connect_warehouse(settings, read_only=True)
         except BaseException:
             self._lock.__exit__(None, None, None)
             raise

@@ -22,8 +22,10 @@ artifact and a JSON log with the run id on every line (`state/logs/<date>/`). `o
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import logging
 import shutil
+import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -70,7 +72,7 @@ from flows.lib.runs import (
 from flows.lib.servicing import ServicingOutcome
 from flows.lib.settlements import WriteOffOutcome
 from flows.lib.skip_tracing import SkipTraceOutcome
-from flows.lib.warehouse import WarehouseBusy, open_warehouse
+from flows.lib.warehouse import WarehouseBusy, connect_warehouse
 from flows.tasks.agencies import place_with_agencies
 from flows.tasks.build import build_marts
 from flows.tasks.contact import (
@@ -142,7 +144,7 @@ def daily_dunning(
             "only": only, "skip": skip, "segment": segment, "accounts": accounts,
         }  # fmt: skip
         resume_from, gates_passed = None, False
-        connection = open_warehouse(settings.warehouse_path)
+        connection = connect_warehouse(settings)
         try:
             interrupted = mark_interrupted(connection)  # we hold the lock: those were killed
             if interrupted:
@@ -239,11 +241,13 @@ def _run_steps(
     record = run.record
     assert record is not None
     acting = not run.dry_run
-    connection = open_warehouse(settings.warehouse_path)
+    connection = connect_warehouse(settings)
     try:
         record_run(connection, record, summary_of(run))  # status: running
         record.on_step_done = lambda: record_run(connection, record, summary_of(run))
         if record.runs("ingest"):
+            if record.runs("gate_raw"):
+                preload_great_expectations()  # seconds of imports, hidden behind ingest
             with record.step("ingest"):
                 folders = inbox_batch_folders(settings.path("inbox"))
                 if folders:
@@ -261,7 +265,7 @@ def _run_steps(
     if record.runs("build"):
         with record.step("build"):
             run.marts = _build_marked(run, settings)
-    connection = open_warehouse(settings.warehouse_path)
+    connection = connect_warehouse(settings)
     try:
         record.on_step_done = lambda: record_run(connection, record, summary_of(run))
         record.on_step_done()  # the build's outcome
@@ -379,6 +383,7 @@ def _build_marked(run: RunSummary, settings: Settings) -> DbtOutcome:
             run.as_of,
             settings.dbt_vars(),
             data_tests=settings.gates.dbt_data_tests,
+            duckdb_config=settings.duckdb_config(),
         )
     except Exception as error:
         attempt = _mark_failed_build(settings, run.run_id, error)
@@ -398,7 +403,7 @@ def _mark_failed_build(
     """Mark the run's build failed; when the warehouse cannot be opened, it stays marked as
     building, which every later step treats the same way."""
     try:
-        connection = _open_retrying(settings.warehouse_path)
+        connection = _open_retrying(settings)
     except Exception:
         logger.exception("could not mark the failed build of run %s", run_id)
         return None
@@ -522,7 +527,7 @@ def _finish(run: RunSummary, settings: Settings, work: Settings) -> None:
         get_run_logger().warning("step not built yet, skipped: %s", step)
     record.finish()
     try:
-        connection = _open_retrying(work.warehouse_path)
+        connection = _open_retrying(work)
     except Exception:
         logger.exception("could not reopen the warehouse to report run %s", run.run_id)
         return
@@ -535,7 +540,7 @@ def _finish(run: RunSummary, settings: Settings, work: Settings) -> None:
                 logger.exception("the run report of %s could not be written", run.run_id)
         if work is not settings:
             connection.close()
-            connection = _open_retrying(settings.warehouse_path)
+            connection = _open_retrying(settings)
         record_run(connection, record, summary_of(run))
     except Exception:
         logger.exception("could not record run %s in ops.runs", run.run_id)
@@ -549,11 +554,25 @@ def _finish(run: RunSummary, settings: Settings, work: Settings) -> None:
     )  # fmt: skip
 
 
-def _open_retrying(path, attempts: int = 4):
+def preload_great_expectations() -> threading.Thread:
+    """Import Great Expectations in a background thread: gate 1 needs it right after ingest,
+    and ingest's DuckDB work leaves the interpreter idle. The gate's own import waits for this
+    one (Python's import lock) and then finds the module loaded."""
+    loader = threading.Thread(
+        target=importlib.import_module,
+        args=("great_expectations",),
+        name="preload-great-expectations",
+        daemon=True,
+    )
+    loader.start()
+    return loader
+
+
+def _open_retrying(settings: Settings, attempts: int = 4):
     """The run's connection, waiting out a reader that has the file open for a moment."""
     for attempt in range(attempts):
         try:
-            return open_warehouse(path)
+            return connect_warehouse(settings)
         except WarehouseBusy:
             if attempt == attempts - 1:
                 raise

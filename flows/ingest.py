@@ -13,7 +13,7 @@ from flows.lib.loader import BatchOutcome
 from flows.lib.pii import keyring_for
 from flows.lib.run_lock import run_lock
 from flows.lib.summaries import all_batch_rows
-from flows.lib.warehouse import open_warehouse
+from flows.lib.warehouse import connect_warehouse
 from flows.tasks.load import load_batches
 
 
@@ -25,7 +25,7 @@ def ingest(path: Path) -> list[BatchOutcome]:
     path = path if path.is_absolute() else settings.home / path
     folders = batch_folders(path)  # a missing or empty folder fails here, before the lock
     with run_lock(settings.path("state"), "ingest", settings.ingest.lock_wait_seconds):
-        connection = open_warehouse(settings.warehouse_path)
+        connection = connect_warehouse(settings)
         try:
             outcomes = load_batches(connection, folders, keyring_for(settings))
         finally:

@@ -17,7 +17,7 @@ from flows.lib.bureau_file import BureauOutcome, generate_bureau_file
 from flows.lib.config import load_settings
 from flows.lib.monthly_report import parse_month, previous_month
 from flows.lib.run_lock import run_lock
-from flows.lib.warehouse import open_warehouse
+from flows.lib.warehouse import connect_warehouse
 
 
 @flow(name="monthly-bureau")
@@ -28,7 +28,7 @@ def monthly_bureau(period: str | None = None) -> BureauOutcome:
     period = period if period is not None else previous_month(today)
     parse_month(period)  # a bad period fails here, before the warehouse is opened
     with run_lock(settings.path("state"), "bureau", settings.ingest.lock_wait_seconds):
-        connection = open_warehouse(settings.warehouse_path)
+        connection = connect_warehouse(settings)
         try:
             outcome = generate_bureau_file(connection, settings, period, today=today)
         finally:

@@ -24,7 +24,7 @@ from flows.lib.monthly_report import (
     write_monthly_report,
 )
 from flows.lib.run_lock import run_lock
-from flows.lib.warehouse import open_warehouse
+from flows.lib.warehouse import connect_warehouse
 
 
 @flow(name="monthly-report")
@@ -34,7 +34,7 @@ def monthly_report(month: str | None = None) -> list[Path]:
     month = month if month is not None else previous_month(settings.today())
     parse_month(month)  # a bad month fails here, before the warehouse is opened
     with run_lock(settings.path("state"), "report", settings.ingest.lock_wait_seconds):
-        connection = open_warehouse(settings.warehouse_path, read_only=True)
+        connection = connect_warehouse(settings, read_only=True)
         try:
             report = build_monthly_report(connection, month, company=settings.company.name)
         finally:

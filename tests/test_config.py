@@ -135,3 +135,25 @@ def test_settings_are_frozen(tmp_path: Path) -> None:
     settings = settings_with(tmp_path)
     with pytest.raises(Exception, match="frozen"):
         settings.collector_type = "third_party"  # type: ignore[misc]
+
+
+def test_the_warehouse_opens_with_the_duckdb_limits(tmp_path) -> None:
+    """`duckdb:` reaches recoup's own connection: the memory limit, and the spill folder,
+    created owner-only (spilled pages hold the warehouse's rows)."""
+    from flows.lib.warehouse import connect_warehouse
+
+    settings = load_settings({"RECOUP_HOME": str(tmp_path), "RECOUP_DUCKDB__MEMORY_LIMIT": "1GB"})
+    connection = connect_warehouse(settings)
+    try:
+        limit = connection.execute("select current_setting('memory_limit')").fetchone()[0]
+        spill = connection.execute("select current_setting('temp_directory')").fetchone()[0]
+    finally:
+        connection.close()
+    assert limit in ("1.0 GB", "953.6 MiB", "1000.0 MB"), limit
+    assert Path(spill) == tmp_path / "state" / "duckdb_tmp"
+    assert (Path(spill).stat().st_mode & 0o777) == 0o700
+
+
+def test_a_memory_limit_duckdb_cannot_read_is_refused(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="memory_limit"):
+        load_settings({"RECOUP_HOME": str(tmp_path), "RECOUP_DUCKDB__MEMORY_LIMIT": "lots"})

@@ -45,3 +45,19 @@ def test_without_data_tests_the_build_runs_models_and_seeds_only(tmp_path, monke
 def test_the_unit_tests_ignore_the_data_test_switch(tmp_path, monkeypatch) -> None:
     arguments = invocation(tmp_path, monkeypatch, unit_tests_only=True, data_tests=False)
     assert arguments[1] == "test" and arguments[-2:] == ["--select", "test_type:unit"]
+
+
+@pytest.mark.integration
+def test_the_duckdb_limits_reach_dbts_connection(tmp_path) -> None:
+    """dbt's profile takes the memory limit and spill folder recoup passes: a limit DuckDB
+    cannot read fails the build, naming the setting; a readable one builds."""
+    warehouse, state = tmp_path / "w.duckdb", tmp_path / "state"
+    spill = str(tmp_path / "spill")
+    with pytest.raises(dbt_build.DbtFailed, match=r"(?i)memory"):
+        dbt_build.build_warehouse(warehouse, state, dt.date(2026, 3, 2), select=("manual_holds",),
+                                  duckdb_config={"memory_limit": "lots", "temp_directory": spill})  # fmt: skip
+    outcome = dbt_build.build_warehouse(
+        warehouse, state, dt.date(2026, 3, 2), select=("manual_holds",),
+        duckdb_config={"memory_limit": "256MB", "temp_directory": spill},
+    )  # fmt: skip
+    assert outcome.nodes >= 1

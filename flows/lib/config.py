@@ -101,6 +101,23 @@ class PathSettings(_Section):
     state: str = "state"
 
 
+class DuckDBSettings(_Section):
+    """What DuckDB may use, in recoup's own connection and in dbt's (one at a time)."""
+
+    memory_limit: str = Field(
+        "3GB",
+        pattern=r"^[0-9]+(\.[0-9]+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$",
+        description="DuckDB's memory_limit for each connection to the warehouse. Past it, "
+        "joins, sorts and aggregates spill to the temporary folder; without a limit DuckDB "
+        "takes up to 80 % of the machine's memory.",
+    )
+    temp_directory: str = Field(
+        "state/duckdb_tmp",
+        description="Where DuckDB spills past memory_limit, relative to RECOUP_HOME unless "
+        "absolute (DuckDB removes its files when the connection closes).",
+    )
+
+
 class IngestSettings(_Section):
     lock_wait_seconds: int = Field(
         30,
@@ -656,6 +673,7 @@ class Settings(_Section):
     company: CompanySettings = CompanySettings()
     collector_type: Literal["first_party", "third_party"] = "first_party"
     paths: PathSettings = PathSettings()
+    duckdb: DuckDBSettings = DuckDBSettings()
     ingest: IngestSettings = IngestSettings()
     gates: GateSettings = GateSettings()
     contact: ContactSettings = ContactSettings()
@@ -696,6 +714,14 @@ class Settings(_Section):
     @property
     def warehouse_path(self) -> Path:
         return self.path("warehouse")
+
+    def duckdb_config(self) -> dict[str, str]:
+        """DuckDB's settings for a connection to the warehouse (recoup's and dbt's)."""
+        temp = Path(self.duckdb.temp_directory)
+        return {
+            "memory_limit": self.duckdb.memory_limit,
+            "temp_directory": str(temp if temp.is_absolute() else self.home / temp),
+        }
 
     @property
     def sender_name(self) -> str:

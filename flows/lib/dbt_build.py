@@ -55,13 +55,16 @@ def build_warehouse(
     data_tests: bool = True,
     select: tuple[str, ...] = (),
     cautious: bool = False,
+    duckdb_config: Mapping[str, str] | None = None,
 ) -> DbtOutcome:
     """`dbt build` for `as_of`: staging, intermediate, marts and their data tests; or, with
     `unit_tests_only`, `dbt test` of the unit tests alone (fixed inputs, no warehouse data).
     `variables` are further dbt vars (settings such as the refund hold); the project's
     defaults hold for the rest. Without `data_tests`, the build runs the models and seeds
     only (gates.dbt_data_tests: false). `select` builds only those nodes (dbt selectors);
-    `cautious` leaves out the tests of models outside the selection."""
+    `cautious` leaves out the tests of models outside the selection. `duckdb_config` holds
+    the DuckDB limits (Settings.duckdb_config: memory_limit, temp_directory) that dbt's
+    connection takes through its profile."""
     target = state_folder / "dbt" / "target"
     arguments = [
         str(Path(sys.executable).parent / "dbt"),
@@ -86,6 +89,8 @@ def build_warehouse(
         "RECOUP_WAREHOUSE_PATH": str(warehouse),
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
     }
+    for name, value in (duckdb_config or {}).items():
+        environment[f"RECOUP_DUCKDB_{name.upper()}"] = value  # profiles.yml reads them
     # the date goes in the environment, read when dbt executes (macros/as_of_date.sql): the
     # vars stay the same from day to day, so dbt reuses its saved manifest (partial parsing)
     environment.pop("RECOUP_AS_OF_DATE", None)

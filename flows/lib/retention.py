@@ -164,13 +164,13 @@ class PurgeOutcome:
 def purge(settings: Settings, *, as_of: dt.date, dry_run: bool = False) -> PurgeOutcome:
     """The whole purge, under the run lock: the warehouse in one transaction, then the old
     files, then the warehouse file rewritten. A dry run only counts."""
-    from flows.lib.warehouse import open_warehouse
+    from flows.lib.warehouse import connect_warehouse
 
     roots = purge_roots(settings)
     cutoff = cutoff_date(as_of, settings.retention.years)
     with run_lock(settings.path("state"), "purge", settings.ingest.lock_wait_seconds):
         files = old_files(roots, cutoff)
-        connection = open_warehouse(settings.warehouse_path)
+        connection = connect_warehouse(settings)
         try:
             outcome = purge_personal_data(
                 connection,

@@ -10,7 +10,9 @@ the folder recoup creates for it are owner-only.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 
@@ -28,6 +30,9 @@ from flows.lib.placements import ensure_agency_schema
 from flows.lib.settlements import ensure_write_off_schema
 from flows.lib.skip_tracing import ensure_skip_schema
 
+if TYPE_CHECKING:
+    from flows.lib.config import Settings
+
 RAW_SCHEMA = "raw"
 LOAD_METADATA_COLUMNS = (
     ("_batch_id", "INTEGER NOT NULL"),
@@ -42,14 +47,27 @@ class WarehouseBusy(RuntimeError):
     """Another process holds the warehouse file open for writing."""
 
 
-def open_warehouse(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """Open (creating if needed) the warehouse file and make sure the raw schema exists."""
+def connect_warehouse(settings: Settings, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """The configured warehouse, opened with the configured DuckDB limits (`duckdb:`)."""
+    return open_warehouse(
+        settings.warehouse_path, read_only=read_only, config=settings.duckdb_config()
+    )
+
+
+def open_warehouse(
+    path: Path, *, read_only: bool = False, config: Mapping[str, str] | None = None
+) -> duckdb.DuckDBPyConnection:
+    """Open (creating if needed) the warehouse file and make sure the raw schema exists.
+    `config` holds DuckDB settings (memory_limit, temp_directory, threads); its
+    temp_directory is created owner-only, since spilled pages hold the warehouse's rows."""
     if read_only and not path.exists():
         raise FileNotFoundError(f"{path}: no warehouse yet; run `recoup ingest` or `recoup demo`.")
     owner_only_folder(path.parent)
+    if config and config.get("temp_directory"):
+        owner_only_folder(Path(config["temp_directory"]))
     created = not path.exists()
     try:
-        connection = duckdb.connect(str(path), read_only=read_only)
+        connection = duckdb.connect(str(path), read_only=read_only, config=dict(config or {}))
     except duckdb.IOException as error:
         if "lock" in str(error).lower():
             raise WarehouseBusy(

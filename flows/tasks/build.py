@@ -17,11 +17,17 @@ def build_marts(
     as_of: dt.date,
     variables: dict[str, object] | None = None,
     data_tests: bool = True,
+    duckdb_config: dict[str, str] | None = None,
 ) -> DbtOutcome:
     """Balances, aging, holds and stages for `as_of`, with the marts' data tests (unless
     `data_tests` is off: gates.dbt_data_tests)."""
     outcome = build_warehouse(
-        warehouse, state_folder, as_of, variables=variables, data_tests=data_tests
+        warehouse,
+        state_folder,
+        as_of,
+        variables=variables,
+        data_tests=data_tests,
+        duckdb_config=duckdb_config,
     )
     get_run_logger().info("dbt built %s nodes for %s", outcome.nodes, as_of)
     return outcome
