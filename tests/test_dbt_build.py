@@ -61,3 +61,4 @@ def test_the_duckdb_limits_reach_dbts_connection(tmp_path) -> None:
         duckdb_config={"memory_limit": "256MB", "temp_directory": spill},
     )  # fmt: skip
     assert outcome.nodes >= 1
+    assert (Path(spill).stat().st_mode & 0o777) == 0o700  # made owner-only before DuckDB

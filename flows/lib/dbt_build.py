@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from flows.lib.output_files import owner_only_folder
+
 DBT_PROJECT = Path(__file__).resolve().parents[2] / "dbt_project"
 
 
@@ -91,6 +93,9 @@ def build_warehouse(
     }
     for name, value in (duckdb_config or {}).items():
         environment[f"RECOUP_DUCKDB_{name.upper()}"] = value  # profiles.yml reads them
+    if duckdb_config and duckdb_config.get("temp_directory"):
+        # owner-only before DuckDB makes it: spilled pages hold the warehouse's rows
+        owner_only_folder(Path(duckdb_config["temp_directory"]))
     # the date goes in the environment, read when dbt executes (macros/as_of_date.sql): the
     # vars stay the same from day to day, so dbt reuses its saved manifest (partial parsing)
     environment.pop("RECOUP_AS_OF_DATE", None)

@@ -58,7 +58,7 @@ def open_warehouse(
     path: Path, *, read_only: bool = False, config: Mapping[str, str] | None = None
 ) -> duckdb.DuckDBPyConnection:
     """Open (creating if needed) the warehouse file and make sure the raw schema exists.
-    `config` holds DuckDB settings (memory_limit, temp_directory, threads); its
+    `config` holds DuckDB settings (memory_limit, temp_directory); its
     temp_directory is created owner-only, since spilled pages hold the warehouse's rows."""
     if read_only and not path.exists():
         raise FileNotFoundError(f"{path}: no warehouse yet; run `recoup ingest` or `recoup demo`.")
