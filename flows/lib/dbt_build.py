@@ -1,9 +1,11 @@
 """Run the dbt project on the warehouse for one as-of date: one `dbt build` per run.
 
-dbt runs in a child process: DuckDB allows one writer per file and dbt-duckdb keeps its
-connection open for the life of its process, so in-process dbt would block the run's own
-connection afterwards. The run closes its connection before calling this. dbt's target/ and
-logs/ go under RECOUP_HOME/state/dbt, never into the repository.
+dbt runs in this process, through its programmatic entry point (dbtRunner): a child process
+would pay Python's start-up and dbt's imports (2-3 CPU-seconds) on every build. DuckDB allows
+one open database per file and process, and dbt-duckdb keeps its database open after a build,
+so the run closes its own connection before calling this and this closes dbt's afterwards
+(`_release_dbt_database`). dbt's target/ and logs/ go under RECOUP_HOME/state/dbt, never into
+the repository.
 """
 
 from __future__ import annotations
@@ -11,15 +13,20 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import subprocess
-import sys
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from flows.lib.output_files import owner_only_folder
 
 DBT_PROJECT = Path(__file__).resolve().parents[2] / "dbt_project"
+
+# dbt's environment and the variables it reads: the secrets are hidden from it, it needs none
+SECRETS = ("SENDGRID_API_KEY", "RECOUP_PII_KEY", "RECOUP_PII_PREVIOUS_KEYS")
+# dbt keeps global state (flags, adapters, its DuckDB database): one build at a time
+_ONE_BUILD = threading.Lock()
 
 
 class DbtFailed(RuntimeError):
@@ -69,7 +76,6 @@ def build_warehouse(
     connection takes through its profile."""
     target = state_folder / "dbt" / "target"
     arguments = [
-        str(Path(sys.executable).parent / "dbt"),
         "test" if unit_tests_only else "build",
         "--project-dir", str(DBT_PROJECT),
         "--profiles-dir", str(DBT_PROJECT),
@@ -78,6 +84,8 @@ def build_warehouse(
         "--vars", json.dumps(dict(variables or {}) if not unit_tests_only
                              else {**(variables or {}), "as_of_date": as_of.isoformat()}),
         "--no-use-colors",
+        "--log-level", "none", "--log-level-file", "debug",  # logs/dbt.log has it all
+        "--no-send-anonymous-usage-stats",
     ]  # fmt: skip
     arguments += ["--select" if unit_tests_only else "--exclude", "test_type:unit"]
     if not unit_tests_only and not data_tests:
@@ -86,11 +94,7 @@ def build_warehouse(
         arguments += ["--select", *select]
     if cautious:
         arguments += ["--indirect-selection", "cautious"]
-    environment = {
-        **os.environ,
-        "RECOUP_WAREHOUSE_PATH": str(warehouse),
-        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
-    }
+    environment: dict[str, str | None] = {"RECOUP_WAREHOUSE_PATH": str(warehouse)}
     for name, value in (duckdb_config or {}).items():
         environment[f"RECOUP_DUCKDB_{name.upper()}"] = value  # profiles.yml reads them
     if duckdb_config and duckdb_config.get("temp_directory"):
@@ -98,26 +102,21 @@ def build_warehouse(
         owner_only_folder(Path(duckdb_config["temp_directory"]))
     # the date goes in the environment, read when dbt executes (macros/as_of_date.sql): the
     # vars stay the same from day to day, so dbt reuses its saved manifest (partial parsing)
-    environment.pop("RECOUP_AS_OF_DATE", None)
-    for secret in ("SENDGRID_API_KEY", "RECOUP_PII_KEY", "RECOUP_PII_PREVIOUS_KEYS"):
-        environment.pop(secret, None)  # dbt needs none of them
-    if not unit_tests_only:
-        environment["RECOUP_AS_OF_DATE"] = as_of.isoformat()
+    environment["RECOUP_AS_OF_DATE"] = None if unit_tests_only else as_of.isoformat()
+    for secret in SECRETS:
+        environment[secret] = None
     results_file = target / "run_results.json"
-    results_file.unlink(missing_ok=True)  # a killed dbt must not leave the last run's results
-    completed = subprocess.run(
-        arguments, env=environment, capture_output=True, text=True, check=False, umask=0o077
-    )  # its target/ and logs/ owner-only, like every file recoup writes
-    if completed.returncode not in (0, 1) or not results_file.is_file():
-        tail = "\n".join((completed.stdout + completed.stderr).strip().splitlines()[-15:])
-        raise DbtFailed(f"dbt could not run (exit code {completed.returncode}):\n{tail}")
+    results_file.unlink(missing_ok=True)  # a failed build must not leave the last run's results
+    succeeded, error = _invoke_dbt(arguments, environment)
+    if error is not None or not results_file.is_file():
+        raise DbtFailed(f"dbt could not run: {error or 'it wrote no results'}")
     results = json.loads(results_file.read_text(encoding="utf-8"))["results"]
     failures = [
         f"{result['unique_id']}: {result.get('message') or result['status']}"
         for result in results
         if result["status"] in ("error", "fail")
     ]
-    if failures or completed.returncode != 0:
+    if failures or not succeeded:
         models = [result for result in results if result["unique_id"].startswith("model.")]
         raise DbtFailed(
             "dbt build failed:\n  " + "\n  ".join(failures or ["see state/dbt/logs"]),
@@ -133,3 +132,60 @@ def build_warehouse(
         )
     seconds = sum(result.get("execution_time") or 0.0 for result in results)
     return DbtOutcome(nodes=len(results), seconds=seconds)
+
+
+def _invoke_dbt(
+    arguments: list[str], environment: Mapping[str, str | None]
+) -> tuple[bool, str | None]:
+    """One dbt command in this process, with `environment` applied to os.environ for its
+    length (None removes a variable) and a umask that keeps target/ and logs/ owner-only, like
+    every file recoup writes. Returns (succeeded, error): error when dbt could not run at all
+    (a project, profile or connection fault), succeeded False when a node failed."""
+    from dbt.cli.main import dbtRunner  # dbt's imports cost a second: only when building
+
+    with _ONE_BUILD, _environment(environment), _umask(0o077):
+        try:
+            outcome = dbtRunner().invoke(arguments)
+        finally:
+            _release_dbt_database()
+    if outcome.exception is not None:
+        return False, f"{type(outcome.exception).__name__}: {outcome.exception}"
+    return bool(outcome.success), None
+
+
+def _release_dbt_database() -> None:
+    """Close the DuckDB database dbt-duckdb keeps open for the process (a class attribute of
+    its connection manager), so the run can open the warehouse again, with its own settings."""
+    from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+
+    with DuckDBConnectionManager._LOCK:
+        if DuckDBConnectionManager._ENV is not None:
+            DuckDBConnectionManager._ENV.close()
+        DuckDBConnectionManager.close_all_connections()
+
+
+@contextmanager
+def _environment(changes: Mapping[str, str | None]) -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in changes}
+    try:
+        for name, value in changes.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@contextmanager
+def _umask(mask: int) -> Iterator[None]:
+    previous = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(previous)
