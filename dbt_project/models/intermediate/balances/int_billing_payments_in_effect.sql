@@ -1,3 +1,4 @@
+{{ config(materialized='view') }}
 -- Billing payments that count on the as-of date: received by then and not reversed by then. A
 -- reversal (NSF, chargeback, returned check) undoes its payment from the reversal's
 -- received_date on; a reversal dated after the as-of date does not count yet.

@@ -1,3 +1,4 @@
+{{ config(materialized='view') }}
 -- Invoices issued on or before the as-of date: the only invoices an item can be linked to.
 with
 
