@@ -11,6 +11,9 @@ import duckdb
 import pytest
 
 from flows.lib import dbt_build
+from flows.lib.demo_data import generate_demo_export
+from flows.lib.loader import load_batch
+from flows.lib.warehouse import open_warehouse
 
 pytestmark = pytest.mark.unit
 
@@ -97,3 +100,64 @@ def test_a_dbt_that_cannot_start_is_a_clear_failure(tmp_path, monkeypatch) -> No
     with pytest.raises(dbt_build.DbtFailed, match="dbt could not run"):
         dbt_build.build_warehouse(tmp_path / "not-a-folder" / "w.duckdb", tmp_path / "state",
                                   dt.date(2026, 3, 2), select=("manual_holds",))  # fmt: skip
+
+
+def test_ctrl_c_or_a_cancellation_during_a_build_stops_the_run_not_fails_the_build(
+    tmp_path, monkeypatch
+) -> None:
+    """dbt catches every exception it meets, KeyboardInterrupt and Prefect's TerminationSignal
+    too, and hands it back: the build raises it again (the run ends as interrupted or
+    cancelled, not as a failed build), with the environment given back."""
+    from dbt.cli.main import dbtRunner, dbtRunnerResult
+    from prefect.exceptions import TerminationSignal
+
+    monkeypatch.delenv("RECOUP_WAREHOUSE_PATH", raising=False)
+    for interruption in (KeyboardInterrupt(), TerminationSignal(15)):
+        monkeypatch.setattr(
+            dbtRunner,
+            "invoke",
+            lambda _self, _arguments, error=interruption: dbtRunnerResult(
+                success=False, exception=error
+            ),
+        )
+        with pytest.raises(type(interruption)):
+            dbt_build.build_warehouse(tmp_path / "w.duckdb", tmp_path / "state",
+                                      dt.date(2026, 3, 2))  # fmt: skip
+        assert "RECOUP_WAREHOUSE_PATH" not in os.environ
+
+
+def test_the_variables_a_build_sets_are_not_taken_for_settings(tmp_path, monkeypatch) -> None:
+    """While dbt builds, the environment holds RECOUP_WAREHOUSE_PATH, RECOUP_AS_OF_DATE and
+    RECOUP_DUCKDB_*: settings loaded meanwhile do not refuse them as unknown settings."""
+    from flows.lib.config import load_settings
+
+    monkeypatch.setenv("RECOUP_HOME", str(tmp_path))
+    for name, value in {
+        "RECOUP_WAREHOUSE_PATH": str(tmp_path / "w.duckdb"),
+        "RECOUP_AS_OF_DATE": "2026-03-02",
+        "RECOUP_DUCKDB_MEMORY_LIMIT": "1GB",
+        "RECOUP_DUCKDB_TEMP_DIRECTORY": str(tmp_path / "spill"),
+    }.items():
+        monkeypatch.setenv(name, value)
+    assert load_settings().duckdb.memory_limit == "3GB"  # the setting is duckdb.memory_limit
+
+
+@pytest.mark.integration
+def test_a_build_that_spills_to_disk_keeps_its_spill_folder(tmp_path) -> None:
+    """Under a memory limit the balance models spill into the temp directory: dbt must give
+    DuckDB the spill folder once, when it opens the database. Set again on a later cursor
+    (the profile's `settings:`), DuckDB refuses: "Cannot switch temporary directory after
+    the current one has been used", which stopped the first 1M-account build."""
+    export = generate_demo_export(
+        tmp_path / "batch", accounts=1_500, as_of=dt.date(2026, 11, 23), seed=11
+    )
+    warehouse = tmp_path / "w.duckdb"
+    connection = open_warehouse(warehouse)
+    load_batch(connection, export.folder)
+    connection.close()
+    outcome = dbt_build.build_warehouse(
+        warehouse, tmp_path / "state", dt.date(2026, 11, 23), data_tests=False,
+        select=("+int_account_balances",),
+        duckdb_config={"memory_limit": "24MB", "temp_directory": str(tmp_path / "spill")},
+    )  # fmt: skip
+    assert outcome.nodes >= 8
