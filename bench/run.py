@@ -22,8 +22,8 @@ BENCH_LETTERS=all, both runs hold letters back through the frequency cap
 (contact.max_letters_per_7_days = 0: planned, then deferred), and a sample of BENCH_LETTERS
 letters (default 300) is rendered and written after the full run, reported per letter.
 
-Peak memory is the resident set of the whole process tree (this process, `recoup`, dbt, the
-Prefect server), sampled every 0.2 s from /proc, per phase. Output: a table and a targets
+Peak memory is the resident set of the whole process tree (this process, `recoup` with dbt in
+it, the Prefect server), sampled every 0.2 s from /proc, per phase. Output: a table and a targets
 check on screen, and out/bench/<timestamp>.json (under RECOUP_HOME, default the current
 folder). BENCH_WORK names the scratch folder (default: a temporary one, removed afterwards).
 """
@@ -92,7 +92,7 @@ class DailyRun:
     status: str
     steps: dict[str, float]
     contacts: dict[str, int]
-    cpu_s: float = 0.0  # user + system seconds of the tree (recoup, dbt, the Prefect server)
+    cpu_s: float = 0.0  # user + system seconds of the tree (recoup with dbt, the Prefect server)
     start_up_s: float = 0.0  # from launch until the run record starts (imports, Prefect)
     dbt: dict[str, object] = field(default_factory=dict)
     peak_rss_bytes: int = 0
@@ -170,7 +170,13 @@ def run_daily(
     wall = time.perf_counter() - started
     cpu = _children_cpu_s() - cpu_before
     if completed.returncode != 0:
-        tail = "\n".join(log.read_text(encoding="utf-8").splitlines()[-20:])
+        # DuckDB's binding reports leaked objects on an error exit: noise, not the error
+        lines = [
+            line
+            for line in log.read_text(encoding="utf-8", errors="replace").splitlines()
+            if "nanobind" not in line and " leaked" not in line
+        ]
+        tail = "\n".join(lines[-40:])
         raise RuntimeError(f"recoup run --as-of {as_of} exited {completed.returncode}:\n{tail}")
     status, summary = recorded_run(home / "warehouse" / "recoup.duckdb", as_of)
     steps, contacts = steps_and_contacts(summary)

@@ -80,7 +80,7 @@ USER_ERRORS = (
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point."""
-    # every file recoup and its children (dbt, DuckDB, Prefect's database) create here is the
+    # every file recoup (dbt and DuckDB in its process, Prefect's database) creates here is the
     # owner's only: letters, queues, logs and the warehouse hold personal data
     os.umask(0o077)
     try:

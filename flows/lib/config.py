@@ -44,6 +44,9 @@ ENV_PREFIX = "RECOUP_"
 ENV_NOT_SETTINGS = {"RECOUP_HOME", "RECOUP_CONFIG", "RECOUP_FAULT_KILL_AT"}
 # the PII encryption keys (flows/lib/pii.py): secrets, read here and never from the file
 ENV_NOT_SETTINGS |= {"RECOUP_PII_KEY", "RECOUP_PII_PREVIOUS_KEYS"}
+# what a dbt build sets for dbt's profile and macros while it runs (flows/lib/dbt_build.py)
+ENV_NOT_SETTINGS |= {"RECOUP_WAREHOUSE_PATH", "RECOUP_AS_OF_DATE"}
+ENV_NOT_SETTINGS |= {"RECOUP_DUCKDB_MEMORY_LIMIT", "RECOUP_DUCKDB_TEMP_DIRECTORY"}
 SECRET_ENV_VARS = ("SENDGRID_API_KEY", "RECOUP_PII_KEY", "RECOUP_PII_PREVIOUS_KEYS")
 DEFAULT_SENDGRID_API_HOST = "https://api.sendgrid.com"
 ENV_ONLY_FIELDS = (

@@ -4,8 +4,12 @@ dbt runs in this process, through its programmatic entry point (dbtRunner): a ch
 would pay Python's start-up and dbt's imports (2-3 CPU-seconds) on every build. DuckDB allows
 one open database per file and process, and dbt-duckdb keeps its database open after a build,
 so the run closes its own connection before calling this and this closes dbt's afterwards
-(`_release_dbt_database`). dbt's target/ and logs/ go under RECOUP_HOME/state/dbt, never into
-the repository.
+(`_release_dbt_database`). One build at a time per process, and nothing else in the process
+reads the environment meanwhile: the build sets the warehouse path, the date and the DuckDB
+limits in os.environ for dbt's profile and macros, and takes the secrets out, for its length.
+A build killed (or out of memory) takes its run with it; the next run finds the build marked
+`building` and says so (marts.build_status). dbt's target/ and logs/ go under
+RECOUP_HOME/state/dbt, never into the repository.
 """
 
 from __future__ import annotations
@@ -148,6 +152,10 @@ def _invoke_dbt(
             outcome = dbtRunner().invoke(arguments)
         finally:
             _release_dbt_database()
+    if outcome.exception is not None and not isinstance(outcome.exception, Exception):
+        # dbt catches everything, Ctrl-C and Prefect's cancellation (TerminationSignal)
+        # included: they stop the run as they would anywhere else, not as a failed build
+        raise outcome.exception
     if outcome.exception is not None:
         return False, f"{type(outcome.exception).__name__}: {outcome.exception}"
     return bool(outcome.success), None
