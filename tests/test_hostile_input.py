@@ -853,7 +853,9 @@ def test_sql_strings_pass_through_ingest_dbt_and_the_contact_steps_as_text(
         contacts = connection.execute(
             "select account_id, channel, status from ops.action_ledger order by 1, 2"
         ).fetchall()
-        segments = connection.execute("select distinct segment from marts.dim_accounts").fetchall()
+        segments = connection.execute(
+            "select distinct segment from marts.dim_accounts order by 1"
+        ).fetchall()
     finally:
         connection.close()
     assert stored == [("C-LETTER" + SQL, LETTER_ADDRESS[1]), ("C-MAIL" + SQL, SQL)]
