@@ -260,6 +260,33 @@ plan_installment_mismatch as (
 
 ),
 
+-- the (account, amount, received date) keys two or more payments in effect share: the
+-- self-join below then pairs only those payments, not all of them (at 1M accounts the pairing
+-- of every payment with every other on its key was the slowest step of the build)
+shared_payment_keys as (
+
+    select
+        account_id,
+        amount,
+        received_date
+    from payments_in_effect
+    group by account_id, amount, received_date
+    having count(*) > 1
+
+),
+
+payments_sharing_a_key as (
+
+    select payments_in_effect.*
+    from payments_in_effect
+    inner join shared_payment_keys
+        on
+            payments_in_effect.account_id = shared_payment_keys.account_id
+            and payments_in_effect.amount = shared_payment_keys.amount
+            and payments_in_effect.received_date = shared_payment_keys.received_date
+
+),
+
 -- two payments in effect with the same account, amount and received date; two payments that
 -- name different invoices are two intended payments, not a duplicate
 suspected_duplicate_payment as (
@@ -275,8 +302,8 @@ suspected_duplicate_payment as (
         payments.currency,
         'same account, amount and received date as payment '
         || string_agg(others.payment_id, ', ' order by others.payment_id) as detail
-    from payments_in_effect as payments
-    inner join payments_in_effect as others
+    from payments_sharing_a_key as payments
+    inner join payments_sharing_a_key as others
         on
             payments.account_id = others.account_id
             and payments.amount = others.amount
