@@ -691,7 +691,7 @@ def pii_encrypt() -> None:
     if not settings.warehouse_path.exists():
         raise FileNotFoundError(f"{settings.warehouse_path}: no warehouse yet; nothing to do.")
     with run_lock(settings.path("state"), "pii encrypt", settings.ingest.lock_wait_seconds):
-        outcome = protect_warehouse(settings.warehouse_path, keyring)
+        outcome = protect_warehouse(settings.warehouse_path, keyring, settings.duckdb_config())
         connect_warehouse(settings).close()  # today's views over the new columns
     console.print(str(outcome), highlight=False, soft_wrap=True)
 

@@ -458,6 +458,20 @@ def test_an_older_warehouse_is_refused_until_encrypted_then_keeps_no_clear_copy(
     assert not again.rewritten and "nothing to do" in str(again)
 
 
+def test_encrypting_takes_the_duckdb_limits(warehouse_path: Path, tmp_path: Path) -> None:
+    """`recoup pii encrypt` opens the warehouse with duckdb.memory_limit and the owner-only
+    spill folder, like every other connection: a limit DuckDB cannot read is refused."""
+    legacy_warehouse(warehouse_path)
+    spill = tmp_path / "spill"
+    with pytest.raises(duckdb.Error, match=r"(?i)memory"):
+        protect_warehouse(warehouse_path, KEYRING, {"memory_limit": "lots"})
+    outcome = protect_warehouse(
+        warehouse_path, KEYRING, {"memory_limit": "256MB", "temp_directory": str(spill)}
+    )
+    assert outcome.encrypted == 2
+    assert stat.S_IMODE(spill.stat().st_mode) == 0o700
+
+
 def test_the_command_line_refuses_an_older_warehouse_until_it_is_encrypted(
     tmp_path: Path, served_api_url: str
 ) -> None:

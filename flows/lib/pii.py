@@ -34,7 +34,7 @@ import contextlib
 import datetime as dt
 import hashlib
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -496,11 +496,14 @@ class ProtectOutcome:
         )
 
 
-def protect_warehouse(path: Path, keyring: Keyring) -> ProtectOutcome:
+def protect_warehouse(
+    path: Path, keyring: Keyring, config: Mapping[str, str] | None = None
+) -> ProtectOutcome:
     """Encrypt every SSN and date of birth in raw.customers (every version) with the current
     key: values in the clear (an older warehouse) and values under a previous key. One
-    transaction; then the file is rewritten. Running it again changes nothing."""
-    connection = duckdb.connect(str(path))
+    transaction; then the file is rewritten. Running it again changes nothing. `config`
+    holds the DuckDB limits (Settings.duckdb_config)."""
+    connection = _connect(path, config)
     try:
         if not _customer_columns(connection):
             return ProtectOutcome(0, 0, keyring.current_id, rewritten=False)
@@ -542,7 +545,7 @@ def protect_warehouse(path: Path, keyring: Keyring) -> ProtectOutcome:
         connection.close()
     changed = legacy or bool(clear or reencrypted or dropped)
     if changed:
-        rewrite_warehouse(path)
+        rewrite_warehouse(path, config)
     return ProtectOutcome(clear, reencrypted, keyring.current_id, changed, tuple(dropped))
 
 
@@ -568,7 +571,15 @@ def _drop_full_values_outside_raw(connection: duckdb.DuckDBPyConnection) -> list
     return [f"{schema}.{table}.{column}" for schema, table, column in found]
 
 
-def rewrite_warehouse(path: Path) -> None:
+def _connect(path: Path, config: Mapping[str, str] | None) -> duckdb.DuckDBPyConnection:
+    """The warehouse with the DuckDB limits; the spill folder owner-only before DuckDB uses it
+    (spilled pages hold the customers' rows)."""
+    if config and config.get("temp_directory"):
+        owner_only_folder(Path(config["temp_directory"]))
+    return duckdb.connect(str(path), config=dict(config or {}))
+
+
+def rewrite_warehouse(path: Path, config: Mapping[str, str] | None = None) -> None:
     """Copy the warehouse into a fresh file and put it in place of the old one (owner-only).
 
     DuckDB keeps an updated or deleted value's old bytes in freed blocks of the file until it
@@ -577,7 +588,7 @@ def rewrite_warehouse(path: Path) -> None:
     fresh = path.with_name(f".{path.name}.rewrite")
     for leftover in (fresh, fresh.with_name(fresh.name + ".wal")):
         leftover.unlink(missing_ok=True)
-    connection = duckdb.connect(str(path))
+    connection = _connect(path, config)
     try:
         name = connection.execute("select current_database()").fetchall()[0][0]
         quoted = str(fresh).replace("'", "''")

@@ -184,7 +184,7 @@ def purge(settings: Settings, *, as_of: dt.date, dry_run: bool = False) -> Purge
         if outcome.changed and not dry_run:
             delete_files(files, roots)
             if sum(outcome.rows.values()):
-                rewrite_warehouse(settings.warehouse_path)
+                rewrite_warehouse(settings.warehouse_path, settings.duckdb_config())
     return outcome
 
 
