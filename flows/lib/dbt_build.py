@@ -23,12 +23,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from flows.lib.output_files import owner_only_folder
+from flows.lib.config import SECRET_ENV_VARS
+from flows.lib.output_files import owner_only_spill_folder
 
 DBT_PROJECT = Path(__file__).resolve().parents[2] / "dbt_project"
 
-# dbt's environment and the variables it reads: the secrets are hidden from it, it needs none
-SECRETS = ("SENDGRID_API_KEY", "RECOUP_PII_KEY", "RECOUP_PII_PREVIOUS_KEYS")
 # dbt keeps global state (flags, adapters, its DuckDB database): one build at a time
 _ONE_BUILD = threading.Lock()
 
@@ -101,14 +100,12 @@ def build_warehouse(
     environment: dict[str, str | None] = {"RECOUP_WAREHOUSE_PATH": str(warehouse)}
     for name, value in (duckdb_config or {}).items():
         environment[f"RECOUP_DUCKDB_{name.upper()}"] = value  # profiles.yml reads them
-    if duckdb_config and duckdb_config.get("temp_directory"):
-        # owner-only before DuckDB makes it: spilled pages hold the warehouse's rows
-        owner_only_folder(Path(duckdb_config["temp_directory"]))
+    owner_only_spill_folder(duckdb_config)
     # the date goes in the environment, read when dbt executes (macros/as_of_date.sql): the
     # vars stay the same from day to day, so dbt reuses its saved manifest (partial parsing)
     environment["RECOUP_AS_OF_DATE"] = None if unit_tests_only else as_of.isoformat()
-    for secret in SECRETS:
-        environment[secret] = None
+    for secret in SECRET_ENV_VARS:
+        environment[secret] = None  # dbt needs none of them
     results_file = target / "run_results.json"
     results_file.unlink(missing_ok=True)  # a failed build must not leave the last run's results
     succeeded, error = _invoke_dbt(arguments, environment)
@@ -176,18 +173,18 @@ def _release_dbt_database() -> None:
 def _environment(changes: Mapping[str, str | None]) -> Iterator[None]:
     saved = {name: os.environ.get(name) for name in changes}
     try:
-        for name, value in changes.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        _apply_to_environment(changes)
         yield
     finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        _apply_to_environment(saved)
+
+
+def _apply_to_environment(values: Mapping[str, str | None]) -> None:
+    for name, value in values.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @contextmanager

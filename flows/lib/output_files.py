@@ -19,7 +19,7 @@ import io
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 FILE_MODE = 0o600
@@ -60,6 +60,13 @@ def owner_only_folder(folder: Path) -> Path:
             candidate.mkdir()
             os.chmod(candidate, FOLDER_MODE)  # mkdir's mode is masked by the umask
     return folder
+
+
+def owner_only_spill_folder(duckdb_config: Mapping[str, str] | None) -> None:
+    """Create the spill folder of DuckDB settings (Settings.duckdb_config) owner-only, before
+    DuckDB makes it with the umask's mode: spilled pages hold the warehouse's rows."""
+    if duckdb_config and duckdb_config.get("temp_directory"):
+        owner_only_folder(Path(duckdb_config["temp_directory"]))
 
 
 def fsync_folder(folder: Path) -> None:

@@ -45,7 +45,12 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from flows.lib.config import PII_KEY_BYTES, Settings
 from flows.lib.contract import CUSTOMERS, Entity
-from flows.lib.output_files import fsync_folder, owner_only_folder, write_atomically
+from flows.lib.output_files import (
+    fsync_folder,
+    owner_only_folder,
+    owner_only_spill_folder,
+    write_atomically,
+)
 
 FORMAT = "pii1"
 NONCE_BYTES = 12
@@ -572,10 +577,8 @@ def _drop_full_values_outside_raw(connection: duckdb.DuckDBPyConnection) -> list
 
 
 def _connect(path: Path, config: Mapping[str, str] | None) -> duckdb.DuckDBPyConnection:
-    """The warehouse with the DuckDB limits; the spill folder owner-only before DuckDB uses it
-    (spilled pages hold the customers' rows)."""
-    if config and config.get("temp_directory"):
-        owner_only_folder(Path(config["temp_directory"]))
+    """The warehouse with the DuckDB limits (its spill folder owner-only)."""
+    owner_only_spill_folder(config)
     return duckdb.connect(str(path), config=dict(config or {}))
 
 

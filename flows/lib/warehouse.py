@@ -24,7 +24,7 @@ from flows.lib.credit_holds import ensure_credit_hold_schema
 from flows.lib.ledger import ensure_ops_schema
 from flows.lib.legal_referral import ensure_legal_schema
 from flows.lib.offers import ensure_offer_schema
-from flows.lib.output_files import FILE_MODE, owner_only_folder
+from flows.lib.output_files import FILE_MODE, owner_only_folder, owner_only_spill_folder
 from flows.lib.pii import clear_part_columns, refuse_clear_values
 from flows.lib.placements import ensure_agency_schema
 from flows.lib.settlements import ensure_write_off_schema
@@ -63,8 +63,7 @@ def open_warehouse(
     if read_only and not path.exists():
         raise FileNotFoundError(f"{path}: no warehouse yet; run `recoup ingest` or `recoup demo`.")
     owner_only_folder(path.parent)
-    if config and config.get("temp_directory"):
-        owner_only_folder(Path(config["temp_directory"]))
+    owner_only_spill_folder(config)
     created = not path.exists()
     try:
         connection = duckdb.connect(str(path), read_only=read_only, config=dict(config or {}))
