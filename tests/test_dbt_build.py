@@ -11,8 +11,6 @@ import duckdb
 import pytest
 
 from flows.lib import dbt_build
-from flows.lib.demo_data import generate_demo_export
-from flows.lib.loader import load_batch
 from flows.lib.warehouse import open_warehouse
 
 pytestmark = pytest.mark.unit
@@ -143,21 +141,39 @@ def test_the_variables_a_build_sets_are_not_taken_for_settings(tmp_path, monkeyp
 
 
 @pytest.mark.integration
-def test_a_build_that_spills_to_disk_keeps_its_spill_folder(tmp_path) -> None:
-    """Under a memory limit the balance models spill into the temp directory: dbt must give
-    DuckDB the spill folder once, when it opens the database. Set again on a later cursor
-    (the profile's `settings:`), DuckDB refuses: "Cannot switch temporary directory after
-    the current one has been used", which stopped the first 1M-account build."""
-    export = generate_demo_export(
-        tmp_path / "batch", accounts=1_500, as_of=dt.date(2026, 11, 23), seed=11
-    )
-    warehouse = tmp_path / "w.duckdb"
-    connection = open_warehouse(warehouse)
-    load_batch(connection, export.folder)
-    connection.close()
+def test_a_build_that_spills_to_disk_keeps_its_spill_folder(tmp_path, monkeypatch) -> None:
+    """dbt must give DuckDB the memory limit and spill folder once, when it opens the
+    database. Set again on each later cursor (the profile's `settings:`), DuckDB refuses once
+    a query has spilled: "Cannot switch temporary directory after the current one has been
+    used", which stopped the first 1M-account build. Here dbt's first cursor spills for certain
+    (a temporary table five times the limit), and the build that follows, with a cursor per
+    node, must go through."""
+    from dbt.adapters.duckdb.environments import Environment
+
+    prepare_cursor = Environment.initialize_cursor
+    cursors: list[object] = []
+    spilled: list[tuple[str, str]] = []
+
+    def spill_on_the_first_cursor(_cls, creds, cursor, *more):  # type: ignore[no-untyped-def]
+        cursor = prepare_cursor(creds, cursor, *more)
+        cursors.append(cursor)
+        if len(cursors) == 1:
+            cursor.execute("create temporary table spill as select range as n, random() as r"
+                           " from range(20000000)")  # fmt: skip
+            spilled.extend(cursor.execute("select path, current_setting('memory_limit')"
+                                          " from duckdb_temporary_files()").fetchall())  # fmt: skip
+            cursor.execute("drop table spill")
+        return cursor
+
+    monkeypatch.setattr(Environment, "initialize_cursor", classmethod(spill_on_the_first_cursor))
+    spill = tmp_path / "spill"
+    open_warehouse(tmp_path / "w.duckdb").close()
     outcome = dbt_build.build_warehouse(
-        warehouse, tmp_path / "state", dt.date(2026, 11, 23), data_tests=False,
+        tmp_path / "w.duckdb", tmp_path / "state", dt.date(2026, 11, 23), data_tests=False,
         select=("+int_account_balances",),
-        duckdb_config={"memory_limit": "24MB", "temp_directory": str(tmp_path / "spill")},
+        duckdb_config={"memory_limit": "64MB", "temp_directory": str(spill)},
     )  # fmt: skip
-    assert outcome.nodes >= 8
+    assert outcome.nodes >= 8 and len(cursors) > outcome.nodes  # a cursor per node, at least
+    assert spilled, "the temporary table did not spill: the test proves nothing"
+    assert all(Path(path).parent == spill for path, _limit in spilled)  # recoup's folder
+    assert {limit for _path, limit in spilled} == {"61.0 MiB"}  # 64MB, as DuckDB shows it
