@@ -9,7 +9,9 @@ from decimal import Decimal
 
 import duckdb
 
+from flows.lib.contract import ENTITY_BY_NAME
 from flows.lib.ledger import action_key
+from flows.lib.warehouse import mark_superseded
 
 AS_OF = dt.date(2026, 3, 31)
 POLICY = "2026.1"
@@ -213,6 +215,7 @@ def a_raw_fact(
         f"insert into raw.{entity} by name select * from (values ({marks})) as v({names})",
         list(fields.values()),
     )
+    mark_superseded(connection, ENTITY_BY_NAME[entity], batch_id=batch_id)  # as a load does
 
 
 def manual_holds(connection: duckdb.DuckDBPyConnection, *rows: tuple) -> None:

@@ -546,11 +546,103 @@ def test_a_later_version_of_a_key_wins_and_history_keeps_the_earlier(
 ) -> None:
     load_batch(warehouse, base_batch(tmp_path / "b1", invoices=[row("invoices", amount="120.00")]))
     load_batch(warehouse, write_batch(tmp_path / "b2", invoices=[row("invoices", amount="80.00")]))
-    history = warehouse.execute("select _batch_id, amount from raw.invoices order by 1").fetchall()
-    assert history == [(1, Decimal("120.00")), (2, Decimal("80.00"))]
-    assert warehouse.execute("select amount from raw.invoices_latest").fetchall() == [
-        (Decimal("80.00"),)
+    load_batch(warehouse, write_batch(tmp_path / "b3", invoices=[row("invoices", amount="70.00")]))
+    history = warehouse.execute(
+        "select _batch_id, amount, _superseded_in_batch from raw.invoices order by 1"
+    ).fetchall()
+    # each version is marked by the batch that made it older, once
+    assert history == [
+        (1, Decimal("120.00"), 2),
+        (2, Decimal("80.00"), 3),
+        (3, Decimal("70.00"), None),
     ]
+    assert warehouse.execute("select amount from raw.invoices_latest").fetchall() == [
+        (Decimal("70.00"),)
+    ]
+    assert_latest_is_the_newest_version(warehouse)
+
+
+# the rule the raw.<entity>_latest views implement, as a window over every version
+LATEST_BY_WINDOW = """
+    select * exclude (_superseded_in_batch) from raw.{entity}
+    qualify row_number() over (
+        partition by {key} order by _batch_id desc, _line_number desc
+    ) = 1
+"""
+
+
+def assert_latest_is_the_newest_version(connection: duckdb.DuckDBPyConnection) -> None:
+    """Every raw.<entity>_latest view holds exactly the newest version of each key: latest
+    batch first, then the later line of that batch (a released held row keeps its batch)."""
+    from flows.lib.contract import ENTITIES
+
+    for entity in ENTITIES:
+        window = LATEST_BY_WINDOW.format(entity=entity.name, key=", ".join(entity.key))
+        view = f"select * from raw.{entity.name}_latest"
+        differences = connection.execute(
+            f"select count(*) from (({window} except all {view}) union all ({view} except all {window}))"
+        ).fetchall()
+        assert differences == [(0,)], entity.name
+
+
+def test_a_held_row_released_after_a_newer_version_loaded_stays_history(
+    warehouse, tmp_path: Path
+) -> None:
+    """A held row keeps its batch when it is released: a version of its key loaded in between
+    is newer, and stays the latest; the released one is marked as older at once."""
+    load_batch(warehouse, base_batch(tmp_path / "b1", invoices=[
+        row("invoices", invoice_id="I9", account_id="A9", amount="10.00"),
+    ]))  # fmt: skip
+    assert count(warehouse, "raw.invoices") == 0  # held: account A9 is unknown
+    load_batch(warehouse, write_batch(tmp_path / "b2", invoices=[
+        row("invoices", invoice_id="I9", account_id="A1", amount="20.00"),
+    ]))  # fmt: skip
+    outcome = load_batch(warehouse, write_batch(
+        tmp_path / "b3", accounts=[row("accounts", account_id="A9", customer_id="C1")]
+    ))  # fmt: skip
+    versions = warehouse.execute(
+        "select _batch_id, amount, _released_in_batch, _superseded_in_batch from raw.invoices "
+        "order by 1"
+    ).fetchall()
+    assert outcome.rows_released == 1
+    # released with its own batch: older than batch 2's version, so history at once
+    assert versions == [(1, Decimal("10.00"), 3, 3), (2, Decimal("20.00"), None, None)]
+    assert warehouse.execute("select amount from raw.invoices_latest").fetchall() == [
+        (Decimal("20.00"),)
+    ]
+    assert_latest_is_the_newest_version(warehouse)
+
+
+def test_an_older_warehouse_gets_its_versions_marked_when_opened(tmp_path: Path) -> None:
+    """A warehouse from before `_superseded_in_batch` (latest views as windows): opening it
+    adds the column and marks every older version, so its latest views show what they did."""
+    from flows.lib.warehouse import open_warehouse
+
+    path = tmp_path / "warehouse" / "recoup.duckdb"
+    connection = open_warehouse(path)
+    load_batch(connection, base_batch(tmp_path / "b1", invoices=[row("invoices", amount="1.00")]))
+    load_batch(connection, write_batch(tmp_path / "b2", invoices=[row("invoices", amount="2.00")]))
+    for entity in ("invoices", "payments"):  # as an older recoup left them
+        connection.execute(f"drop view raw.{entity}_latest")
+        connection.execute(f"alter table raw.{entity} drop column _superseded_in_batch")
+        connection.execute(
+            f"create view raw.{entity}_latest as "
+            + LATEST_BY_WINDOW.replace(" exclude (_superseded_in_batch)", "").format(
+                entity=entity, key=entity[:-1] + "_id"
+            )
+        )
+    connection.close()
+    connection = open_warehouse(path)
+    try:
+        assert connection.execute(
+            "select _batch_id, _superseded_in_batch from raw.invoices order by 1"
+        ).fetchall() == [(1, 0), (2, None)]  # 0: marked when the warehouse was opened
+        assert connection.execute("select amount from raw.invoices_latest").fetchall() == [
+            (Decimal("2.00"),)
+        ]
+        assert_latest_is_the_newest_version(connection)
+    finally:
+        connection.close()
 
 
 def test_parquet_files_load_like_csv(warehouse, tmp_path: Path) -> None:

@@ -42,7 +42,7 @@ from flows.lib.pii import (
     stored_values_sql,
 )
 from flows.lib.row_checks import REFERENCE_TABLES, row_problem_lists, typed_value
-from flows.lib.warehouse import raw_table, scalar
+from flows.lib.warehouse import loaded_columns, mark_superseded, raw_table, scalar
 
 ProgressCallback = Callable[[str], None]
 REDACTED_IN_QUARANTINE = {"ssn", "date_of_birth"}
@@ -169,7 +169,7 @@ def _load_entity(
     clear_parts = "".join(f", {expression}" for expression in clear_parts_sql(entity))
     connection.execute(
         f"""
-        insert into {raw_table(entity)}
+        insert into {raw_table(entity)} ({", ".join(loaded_columns(entity))})
         select {columns}, _batch_id, _file_name, _line,
             case when _quarantine_id is not null then ? end, ?{clear_parts}
         from _checked
@@ -177,6 +177,11 @@ def _load_entity(
         """,
         [batch_id, loaded_at],
     )
+    key = ", ".join(entity.key)
+    mark_superseded(  # the versions this batch made older: the latest views leave them out
+        connection, entity, batch_id=batch_id,
+        keys=f"select {key} from _checked where len(_codes) = 0",
+    )  # fmt: skip
     released = scalar(
         connection,
         """
