@@ -683,7 +683,7 @@ reported as (
             when '13' then '0'
         end as symbol
     from ops.bureau_records
-    where list_contains($accounts::varchar[], account_id)
+    where account_id in (select unnest($accounts::varchar[]))
 ),
 
 charged_off as (

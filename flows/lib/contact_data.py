@@ -165,7 +165,7 @@ def load_planned_contacts(
 
         planned as (
             select * from ops.action_ledger
-            where list_contains($keys, action_key)
+            where action_key in (select unnest($keys::varchar[]))
         ),
 
         aging as (
@@ -188,7 +188,7 @@ def load_planned_contacts(
             where
                 status in ('sending', 'sent', 'maybe_sent')
                 and channel in ('email', 'letter')  -- a queued call is not a communication
-                and not list_contains($keys, action_key)
+                and action_key not in (select unnest($keys::varchar[]))
         ),
 
         items as (

@@ -188,7 +188,7 @@ def transition(
         connection.execute(
             "create or replace temp table _moving as "
             "select action_key, status as from_status from ops.action_ledger "
-            "where list_contains(?, action_key)"
+            "where action_key in (select unnest(?::varchar[]))"
             + (" and list_contains(?, status)" if only_from is not None else ""),
             [list(keys), list(only_from)] if only_from is not None else [list(keys)],
         )
@@ -224,7 +224,7 @@ def claim(connection: duckdb.DuckDBPyConnection, keys: Sequence[str], *, run_id:
         return []
     rows = connection.execute(
         "select action_key from ops.action_ledger "
-        "where list_contains(?, action_key) and status = 'sending'",
+        "where action_key in (select unnest(?::varchar[])) and status = 'sending'",
         [list(keys)],
     ).fetchall()
     claimed = {key for (key,) in rows}

@@ -294,7 +294,7 @@ def refer_to_legal(
         connection.execute("drop table if exists _legal_judged")
     amounts = _amounts(
         connection,
-        "select * from ops.legal_referrals where list_contains($ids, referral_id)",
+        "select * from ops.legal_referrals where referral_id in (select unnest($ids::varchar[]))",
         {"ids": new_ids},
     )
     files = write_legal_files(connection, settings, as_of=as_of)

@@ -280,7 +280,7 @@ def in_force_sql(
     offers: str = OFFERS_TABLE,
     *,
     before: str = "<=",
-    accounts: str = "list_contains($accounts, account_id)",
+    accounts: str = "account_id in (select unnest($accounts::varchar[]))",
 ) -> str:
     """The offers in force on $as_of for the accounts `accounts` selects (a predicate over
     `account_id`): each account's latest offer set made on or before $as_of (with
@@ -317,7 +317,7 @@ def _actions_in_force_sql() -> str:
                 account_id
             from ops.action_ledger
             where
-                list_contains($keys, action_key)
+                action_key in (select unnest($keys::varchar[]))
                 and list_contains(
                     $offer_stages,
                     coalesce(

@@ -421,7 +421,7 @@ def installments_due(
         planned as (
             select action_key, account_id, stage_entered_date
             from ops.action_ledger
-            where list_contains($keys, action_key) and stage = '{REMINDER_STAGE}'
+            where action_key in (select unnest($keys::varchar[])) and stage = '{REMINDER_STAGE}'
         ),
 
         installments as (
