@@ -204,6 +204,9 @@ def build_environment(root: Path) -> jinja2.Environment:
     """A Jinja environment on the templates under `root` (the app uses `environment()`)."""
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(root),
+        # a template is read once per process: checking every file's mtime on each message was
+        # a twentieth of the email step (a run renders with the templates it started with)
+        auto_reload=False,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
