@@ -139,7 +139,8 @@ def test_settings_are_frozen(tmp_path: Path) -> None:
 
 def test_the_warehouse_opens_with_the_duckdb_limits(tmp_path) -> None:
     """`duckdb:` reaches recoup's own connection: the memory limit, and the spill folder,
-    created owner-only (spilled pages hold the warehouse's rows)."""
+    created owner-only (spilled pages hold the warehouse's rows). The connection checkpoints
+    at 256MB of log, not DuckDB's 16MB (the send steps commit once per request)."""
     from flows.lib.warehouse import connect_warehouse
 
     settings = load_settings({"RECOUP_HOME": str(tmp_path), "RECOUP_DUCKDB__MEMORY_LIMIT": "1GB"})
@@ -147,11 +148,15 @@ def test_the_warehouse_opens_with_the_duckdb_limits(tmp_path) -> None:
     try:
         limit = connection.execute("select current_setting('memory_limit')").fetchone()[0]
         spill = connection.execute("select current_setting('temp_directory')").fetchone()[0]
+        threshold = connection.execute("select current_setting('checkpoint_threshold')").fetchone()[
+            0
+        ]
     finally:
         connection.close()
     assert limit in ("1.0 GB", "953.6 MiB", "1000.0 MB"), limit
     assert Path(spill) == tmp_path / "state" / "duckdb_tmp"
     assert (Path(spill).stat().st_mode & 0o777) == 0o700
+    assert threshold in ("256.0 MB", "244.1 MiB"), threshold
 
 
 def test_a_memory_limit_duckdb_cannot_read_is_refused(tmp_path) -> None:
