@@ -51,10 +51,10 @@ SUPERSEDED_COLUMN = "_superseded_in_batch"
 
 # DuckDB writes the file anew (a checkpoint) once this much write-ahead log has piled up
 # (default 16MB). Send steps commit once per request, and each checkpoint rewrites the changed
-# parts of the action ledger: at 300,000 accounts the checkpoints were three quarters of the time the
-# email step spent recording outcomes, and they grow with the ledger, so a 1M first day spent
-# minutes in them. The log keeps every commit durable; a clean close checkpoints, and after a
-# crash the next open replays at most this much log.
+# parts of the action ledger, a cost that grows with the ledger: at 300,000 accounts the
+# checkpoints were three quarters of the time the email step spent recording outcomes. The log
+# keeps every commit durable; a clean close checkpoints, and after a crash the next open
+# replays at most this much log.
 CHECKPOINT_THRESHOLD = "256MB"
 
 
