@@ -127,18 +127,53 @@ def cancel_outdated(
             select * from ops.customer_contacts
         ),
 
+        -- the payments, credits, disputes and plans below only ever meet a pending contact by
+        -- its account: read only those of the accounts with one, and each such item's
+        -- versions in full for its first load (an earlier version may name another account)
+        pending_accounts as (
+            select distinct account_id from pending
+        ),
+
+        payments as (
+            select * from raw.payments_latest
+            where account_id in (select account_id from pending_accounts)
+        ),
+
+        adjustments as (
+            select * from raw.adjustments_latest
+            where account_id in (select account_id from pending_accounts)
+        ),
+
+        disputes as (
+            select * from raw.disputes_latest
+            where account_id in (select account_id from pending_accounts)
+        ),
+
+        plans as (
+            select * from raw.payment_plans_latest
+            where account_id in (select account_id from pending_accounts)
+        ),
+
         first_loads as (
             select 'payment' as entity, payment_id as item_id, min(_loaded_at) as first_loaded_at
-            from raw.payments group by payment_id
+            from raw.payments
+            where payment_id in (select payment_id from payments)
+            group by payment_id
             union all
             select 'adjustment', adjustment_id, min(_loaded_at)
-            from raw.adjustments group by adjustment_id
+            from raw.adjustments
+            where adjustment_id in (select adjustment_id from adjustments)
+            group by adjustment_id
             union all
             select 'dispute', dispute_id, min(_loaded_at)
-            from raw.disputes group by dispute_id
+            from raw.disputes
+            where dispute_id in (select dispute_id from disputes)
+            group by dispute_id
             union all
             select 'plan', plan_id, min(_loaded_at)
-            from raw.payment_plans group by plan_id
+            from raw.payment_plans
+            where plan_id in (select plan_id from plans)
+            group by plan_id
         ),
 
         money_in as (
@@ -146,7 +181,7 @@ def cancel_outdated(
                 payments.account_id,
                 payments.received_date as item_date,
                 first_loads.first_loaded_at
-            from raw.payments_latest as payments
+            from payments
             inner join first_loads
                 on first_loads.entity = 'payment' and payments.payment_id = first_loads.item_id
             where payments.reverses_payment_id is null
@@ -155,7 +190,7 @@ def cancel_outdated(
                 adjustments.account_id,
                 adjustments.effective_date,
                 first_loads.first_loaded_at
-            from raw.adjustments_latest as adjustments
+            from adjustments
             inner join first_loads
                 on
                     first_loads.entity = 'adjustment'
@@ -168,7 +203,7 @@ def cancel_outdated(
                 disputes.account_id,
                 disputes.opened_date as item_date,
                 first_loads.first_loaded_at
-            from raw.disputes_latest as disputes
+            from disputes
             inner join first_loads
                 on first_loads.entity = 'dispute' and disputes.dispute_id = first_loads.item_id
             where disputes.resolved_date is null or disputes.resolved_date > $today
@@ -179,7 +214,7 @@ def cancel_outdated(
                 plans.account_id,
                 plans.created_date as item_date,
                 first_loads.first_loaded_at
-            from raw.payment_plans_latest as plans
+            from plans
             inner join first_loads
                 on first_loads.entity = 'plan' and plans.plan_id = first_loads.item_id
             where plans.cancelled_date is null or plans.cancelled_date > $today
