@@ -58,6 +58,31 @@ HOLD_FLAGS = (
 )
 
 
+# What can overtake a planned contact, per kind of item: (the kind in first_loads, the CTE of
+# the pending accounts' items, its raw entity, the item's id)
+_ITEMS = (
+    ("payment", "payments", "payments", "payment_id"),
+    ("adjustment", "adjustments", "adjustments", "adjustment_id"),
+    ("dispute", "disputes", "disputes", "dispute_id"),
+    ("plan", "plans", "payment_plans", "plan_id"),
+)
+_PENDING_ITEMS_SQL = "\n\n        ".join(
+    f"""{cte} as (
+            select * from raw.{entity}_latest
+            where account_id in (select account_id from pending_accounts)
+        ),"""
+    for _, cte, entity, _ in _ITEMS
+)
+# when each of those items was first loaded: the earliest of its versions
+_FIRST_LOADS_SQL = "\n            union all\n            ".join(
+    f"""select '{kind}' as entity, {item_id} as item_id, min(_loaded_at) as first_loaded_at
+            from raw.{entity}
+            where {item_id} in (select {item_id} from {cte})
+            group by {item_id}"""
+    for kind, cte, entity, item_id in _ITEMS
+)
+
+
 def recover_interrupted(connection: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, int]:
     """Settle contacts a crashed run left `sending`; how many per new status.
 
@@ -134,46 +159,10 @@ def cancel_outdated(
             select distinct account_id from pending
         ),
 
-        payments as (
-            select * from raw.payments_latest
-            where account_id in (select account_id from pending_accounts)
-        ),
-
-        adjustments as (
-            select * from raw.adjustments_latest
-            where account_id in (select account_id from pending_accounts)
-        ),
-
-        disputes as (
-            select * from raw.disputes_latest
-            where account_id in (select account_id from pending_accounts)
-        ),
-
-        plans as (
-            select * from raw.payment_plans_latest
-            where account_id in (select account_id from pending_accounts)
-        ),
+        {_PENDING_ITEMS_SQL}
 
         first_loads as (
-            select 'payment' as entity, payment_id as item_id, min(_loaded_at) as first_loaded_at
-            from raw.payments
-            where payment_id in (select payment_id from payments)
-            group by payment_id
-            union all
-            select 'adjustment', adjustment_id, min(_loaded_at)
-            from raw.adjustments
-            where adjustment_id in (select adjustment_id from adjustments)
-            group by adjustment_id
-            union all
-            select 'dispute', dispute_id, min(_loaded_at)
-            from raw.disputes
-            where dispute_id in (select dispute_id from disputes)
-            group by dispute_id
-            union all
-            select 'plan', plan_id, min(_loaded_at)
-            from raw.payment_plans
-            where plan_id in (select plan_id from plans)
-            group by plan_id
+            {_FIRST_LOADS_SQL}
         ),
 
         money_in as (
