@@ -123,7 +123,7 @@ def ensure_raw_schema(connection: duckdb.DuckDBPyConnection) -> None:
             connection.execute(
                 f"alter table {raw_table(entity)} add column {SUPERSEDED_COLUMN} INTEGER"
             )
-            mark_superseded(connection, entity, batch_id=None)
+            mark_superseded(connection, entity, batch_id=0)  # 0: no batch, this opening
         connection.execute(_latest_view_ddl(entity))
     connection.execute(
         f"""
@@ -223,15 +223,15 @@ def mark_superseded(
     connection: duckdb.DuckDBPyConnection,
     entity: Entity,
     *,
-    batch_id: int | None,
+    batch_id: int,
     keys: str | None = None,
 ) -> int:
     """Mark the versions of `entity` that are no longer the newest of their key: among the
     versions not yet marked, every one but the newest (latest batch, then the later line of
     that batch; a held row released later keeps its own batch) gets `batch_id`. `keys` is a
     query of the key columns a batch loaded (the only keys whose newest version can change);
-    without it, every key (an older warehouse's first opening, batch_id NULL marked as 0).
-    Returns the number of versions marked."""
+    without it, every key (an older warehouse's first opening). Returns the number of
+    versions marked."""
     key = ", ".join(entity.key)
     candidates = f"and ({key}) in ({keys})" if keys is not None else ""
     matches = " and ".join(f"raw_row.{name} = older.{name}" for name in entity.key)
@@ -258,7 +258,7 @@ def mark_superseded(
             and raw_row._batch_id = older._batch_id
             and raw_row._line_number = older._line_number
         """,
-        [0 if batch_id is None else batch_id],
+        [batch_id],
     )
 
 
