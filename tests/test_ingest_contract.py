@@ -616,6 +616,7 @@ def test_a_held_row_released_after_a_newer_version_loaded_stays_history(
 def test_an_older_warehouse_gets_its_versions_marked_when_opened(tmp_path: Path) -> None:
     """A warehouse from before `_superseded_in_batch` (latest views as windows): opening it
     adds the column and marks every older version, so its latest views show what they did."""
+    from flows.lib.contract import ENTITY_BY_NAME
     from flows.lib.warehouse import open_warehouse
 
     path = tmp_path / "warehouse" / "recoup.duckdb"
@@ -628,7 +629,7 @@ def test_an_older_warehouse_gets_its_versions_marked_when_opened(tmp_path: Path)
         connection.execute(
             f"create view raw.{entity}_latest as "
             + LATEST_BY_WINDOW.replace(" exclude (_superseded_in_batch)", "").format(
-                entity=entity, key=entity[:-1] + "_id"
+                entity=entity, key=", ".join(ENTITY_BY_NAME[entity].key)
             )
         )
     connection.close()
