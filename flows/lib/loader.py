@@ -145,6 +145,7 @@ def load_batch(
         connection.execute("rollback")
         raise
     finally:
+        connection.execute("drop view if exists _in")
         for export in new_files:
             connection.execute(f"drop table if exists {read_table_name(export)}")
         cleanup.close()
@@ -236,7 +237,13 @@ def _collect_candidates(
     entity: Entity,
     export: ExportFile | None,
 ) -> None:
-    """`_in`: this file's rows and the rows held for a missing parent, as trimmed text."""
+    """`_in`: this file's rows and the rows held for a missing parent, as trimmed text.
+
+    `_row` tells the candidates apart: a file row's line number, or minus a held row's
+    quarantine id (a window numbering 12 million rows took longer than the rest of the step).
+    `_in` is a view, read twice (by `_typed`, and for the new rows that go to the quarantine):
+    writing it out cost as much as typing it. Its held rows are those still held, so read it
+    for them before their quarantine rows are updated."""
     parts = []
     if export is not None:
         present = set(export.columns)
@@ -245,7 +252,7 @@ def _collect_candidates(
             for name in entity.column_names
         )
         parts.append(
-            f"select _line, {batch_id} as _batch_id, '{export.name}' as _file_name, "
+            f"select _line as _row, _line, {batch_id} as _batch_id, '{export.name}' as _file_name, "
             f"NULL::BIGINT as _quarantine_id, {values} from {read_table_name(export)}"
         )
     held_values = ", ".join(
@@ -253,14 +260,11 @@ def _collect_candidates(
         for name in entity.column_names
     )
     parts.append(
-        f"select line_number as _line, batch_id as _batch_id, file_name as _file_name, "
-        f"quarantine_id as _quarantine_id, {held_values} from raw.quarantine "
-        f"where entity = '{entity.name}' and status = 'held'"
+        f"select -quarantine_id as _row, line_number as _line, batch_id as _batch_id, "
+        f"file_name as _file_name, quarantine_id as _quarantine_id, {held_values} "
+        f"from raw.quarantine where entity = '{entity.name}' and status = 'held'"
     )
-    connection.execute(
-        f"create or replace temp table _in as select row_number() over () as _row, * "
-        f"from ({' union all '.join(parts)})"
-    )
+    connection.execute(f"create or replace temp view _in as {' union all '.join(parts)}")
 
 
 def _check_rows(connection: duckdb.DuckDBPyConnection, entity: Entity) -> None:
@@ -279,34 +283,40 @@ def _check_rows(connection: duckdb.DuckDBPyConnection, entity: Entity) -> None:
 
 def _check_links(connection: duckdb.DuckDBPyConnection, entity: Entity) -> None:
     """`_checked`: `_typed` with the cross-row problems appended, in two passes (a row whose
-    parent is a row of the same entity needs that parent to have passed the first pass)."""
+    parent is a row of the same entity needs that parent to have passed the first pass).
+
+    The problems are appended in place, to the few rows that have them: rewriting every row
+    of a 12-million-row file with its lists took most of this step."""
     first, second = link_checks(entity)
-    _append_problems(connection, "_typed", first, "_first_pass")
-    _append_problems(connection, "_first_pass", second, "_checked")
+    _append_problems(connection, first)
+    connection.execute("create or replace temp view _first_pass as select * from _typed")
+    _append_problems(connection, second)
+    connection.execute("drop view _first_pass")
+    connection.execute("drop table if exists _checked")
+    connection.execute("alter table _typed rename to _checked")
 
 
-def _append_problems(
-    connection: duckdb.DuckDBPyConnection, source: str, checks: list[str], target: str
-) -> None:
+def _append_problems(connection: duckdb.DuckDBPyConnection, checks: list[str]) -> None:
     if not checks:
-        connection.execute(f"create or replace temp table {target} as select * from {source}")
         return
     union = " union all ".join(f"({query})" for query in checks)
     connection.execute(
         f"""
-        create or replace temp table {target} as
-        with linked as (
-            select _row, list(code order by code) as codes, list(message order by code) as messages
-            from ({union})
-            group by _row
-        )
-        select t.* exclude (_codes, _messages),
-            t._codes || coalesce(l.codes, []) as _codes,
-            t._messages || coalesce(l.messages, []) as _messages
-        from {source} as t
-        left join linked as l using (_row)
+        create or replace temp table _linked as
+        select _row, list(code order by code) as codes, list(message order by code) as messages
+        from ({union})
+        group by _row
+        """
+    )  # all of a pass's problems before any is appended: the checks read `_typed`
+    connection.execute(
+        """
+        update _typed as t
+        set _codes = t._codes || l.codes, _messages = t._messages || l.messages
+        from _linked as l
+        where t._row = l._row
         """
     )
+    connection.execute("drop table _linked")
 
 
 def _quarantine_new_rows(
