@@ -229,11 +229,20 @@ def mark_superseded(
     """Mark the versions of `entity` that are no longer the newest of their key: among the
     versions not yet marked, every one but the newest (latest batch, then the later line of
     that batch; a held row released later keeps its own batch) gets `batch_id`. `keys` is a
-    query of the key columns a batch loaded (the only keys whose newest version can change);
-    without it, every key (an older warehouse's first opening). Returns the number of
-    versions marked."""
+    query of the key columns batch `batch_id` loaded (the only keys whose newest version can
+    change), its file rows carrying that batch id, one per key; without it, every key (an
+    older warehouse's first opening). Returns the number of versions marked."""
     key = ", ".join(entity.key)
-    candidates = f"and ({key}) in ({keys})" if keys is not None else ""
+    candidates = ""
+    if keys is not None:
+        # The batch's own versions (`_batch_id` = batch_id) hold one per key: a file's
+        # duplicated keys are quarantined. So a key has an older version only if one of its
+        # versions comes from elsewhere (an earlier batch, or a held row released now, which
+        # keeps its batch), and a first load has none: it skips the count over all its rows.
+        candidates = f"""and ({key}) in ({keys}) and ({key}) in (
+                    select {key} from {raw_table(entity)}
+                    where {SUPERSEDED_COLUMN} is null and _batch_id <> {int(batch_id)}
+                )"""
     matches = " and ".join(f"raw_row.{name} = older.{name}" for name in entity.key)
     return scalar(
         connection,
