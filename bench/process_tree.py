@@ -3,7 +3,8 @@
 `TreeSampler` runs in a background thread: every `interval` seconds it finds the process tree
 under `root` (by each process's parent pid in /proc/<pid>/stat) and adds up their VmRSS.
 The peak of that sum is kept per phase (`sampler.phase("full run")`), so one sampler covers
-the whole benchmark and each phase reports its own peak. Pages shared between processes
+the whole benchmark and each phase reports its own peak; every reading is kept with its time
+(`readings`), so the peak of any window (a step of a run) can be found afterwards. Pages shared between processes
 (libraries, copy-on-write after fork) count once per process: the sum is an upper bound.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -75,6 +77,7 @@ class TreeSampler:
         self.proc = proc
         self.peaks: dict[str, int] = {}
         self.overall = 0
+        self.readings: list[tuple[float, int]] = []  # (time.time(), bytes), in order
         self._current = "start"
         self._lock = threading.Lock()
         self._stopped = threading.Event()
@@ -91,7 +94,9 @@ class TreeSampler:
 
     def sample(self) -> int:
         total = tree_rss_bytes(self.root, self.proc)
+        taken = time.time()
         with self._lock:
+            self.readings.append((taken, total))
             self.peaks[self._current] = max(self.peaks.get(self._current, 0), total)
             self.overall = max(self.overall, total)
         return total
@@ -112,6 +117,19 @@ class TreeSampler:
     def peak(self, name: str) -> int:
         with self._lock:
             return self.peaks.get(name, 0)
+
+    def peak_between(self, start: float, end: float) -> int:
+        """The highest reading from `start` to `end` (time.time() seconds); for a window
+        shorter than the interval, the reading nearest to it."""
+        with self._lock:
+            readings = list(self.readings)
+        inside = [total for taken, total in readings if start <= taken <= end]
+        if inside:
+            return max(inside)
+        if not readings:
+            return 0
+        middle = (start + end) / 2
+        return min(readings, key=lambda reading: abs(reading[0] - middle))[1]
 
     def _run(self) -> None:
         while not self._stopped.wait(self.interval):

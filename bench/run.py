@@ -96,6 +96,16 @@ class DailyRun:
     start_up_s: float = 0.0  # from launch until the run record starts (imports, Prefect)
     dbt: dict[str, object] = field(default_factory=dict)
     peak_rss_bytes: int = 0
+    # each done step's start and end (time.time() seconds), from the run record
+    step_windows: dict[str, tuple[float, float]] = field(default_factory=dict)
+    step_peak_rss_bytes: dict[str, int] = field(default_factory=dict)
+
+    def measure_memory(self, sampler: TreeSampler, phase: str) -> None:
+        """The run's peak resident set, overall and within each step's window."""
+        self.peak_rss_bytes = sampler.peak(phase)
+        self.step_peak_rss_bytes = {
+            step: sampler.peak_between(start, end) for step, (start, end) in self.step_windows.items()
+        }
 
     @property
     def steps_s(self) -> float:
@@ -118,6 +128,9 @@ class DailyRun:
             "contacts": self.contacts,
             "dbt": self.dbt,
             "peak_rss_mib": round(self.peak_rss_bytes / MIB, 1),
+            "peak_rss_mib_by_step": {
+                step: round(peak / MIB, 1) for step, peak in self.step_peak_rss_bytes.items()
+            },
         }
 
 
@@ -180,6 +193,7 @@ def run_daily(
         raise RuntimeError(f"recoup run --as-of {as_of} exited {completed.returncode}:\n{tail}")
     status, summary = recorded_run(home / "warehouse" / "recoup.duckdb", as_of)
     steps, contacts = steps_and_contacts(summary)
+    windows = step_windows(summary)
     run_started = dt.datetime.fromisoformat(summary["started_at"])
     return DailyRun(
         as_of=as_of,
@@ -190,6 +204,7 @@ def run_daily(
         cpu_s=cpu,
         start_up_s=max((run_started - launched).total_seconds(), 0.0),
         dbt=dbt_breakdown(home / "state" / "dbt"),
+        step_windows=windows,
     )
 
 
@@ -228,6 +243,17 @@ def steps_and_contacts(summary: dict) -> tuple[dict[str, float], dict[str, int]]
         key = f"{row['channel']} {row['status']}"
         contacts[key] = contacts.get(key, 0) + int(row["count"])
     return steps, contacts
+
+
+def step_windows(summary: dict) -> dict[str, tuple[float, float]]:
+    """From a run summary: each done step's start and end, in time.time() seconds (a run
+    recorded before steps had a start time gives none)."""
+    windows = {}
+    for step in summary.get("steps", []):
+        if step["status"] == "done" and step.get("started_at"):
+            start = dt.datetime.fromisoformat(step["started_at"]).timestamp()
+            windows[step["step"]] = (start, start + float(step["seconds"]))
+    return windows
 
 
 def dbt_breakdown(dbt_state: Path) -> dict[str, object]:
@@ -421,7 +447,7 @@ def bench_size(accounts: int, work: Path, sampler: TreeSampler, options: Options
             pii_key=options.pii_key,
             log=work / f"full-{accounts}.log",
         )
-    full.peak_rss_bytes = sampler.peak(f"{accounts}:full")
+    full.measure_memory(sampler, f"{accounts}:full")
 
     _say(f"{tag} accounts: the plain-DuckDB references")
     with sampler.phase(f"{accounts}:reference"):
@@ -453,7 +479,7 @@ def bench_size(accounts: int, work: Path, sampler: TreeSampler, options: Options
             pii_key=options.pii_key,
             log=work / f"incremental-{accounts}.log",
         )
-    incremental.peak_rss_bytes = sampler.peak(f"{accounts}:incremental")
+    incremental.measure_memory(sampler, f"{accounts}:incremental")
 
     build_s = full.steps.get("build", 0.0)
     return {
@@ -631,6 +657,15 @@ def table(results: list[dict], growth: list[dict]) -> str:
         + ["" for _ in growth],
     )
     row(
+        "peak RSS: top step",
+        [
+            _top_step(r[run]["peak_rss_mib_by_step"])
+            for r in results
+            for run in ("full_run", "incremental_run")
+        ]
+        + ["" for _ in growth],
+    )
+    row(
         "gates share",
         [
             f"{r['ratios'][key]:.0%}"
@@ -664,6 +699,13 @@ def table(results: list[dict], growth: list[dict]) -> str:
                   for column, (cell, width) in enumerate(zip(line, widths, strict=True)))
         for line in lines
     )  # fmt: skip
+
+
+def _top_step(peaks_mib: dict[str, float]) -> str:
+    if not peaks_mib:
+        return ""
+    step = max(peaks_mib, key=peaks_mib.__getitem__)
+    return f"{step} {peaks_mib[step] / 1024:.2f}"
 
 
 def _s(value: float | None) -> str:

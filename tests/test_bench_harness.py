@@ -69,6 +69,15 @@ class TestProcessTree:
         assert sampler.peak("child") >= sampler.peak("quiet") + 190 * MIB
         assert sampler.overall == max(sampler.peaks.values())
 
+    def test_the_peak_of_a_window_is_its_highest_reading_or_the_nearest_one(self) -> None:
+        sampler = TreeSampler()  # not started: readings given by hand
+        sampler.readings = [(10.0, 1 * MIB), (10.2, 5 * MIB), (10.4, 2 * MIB), (10.6, 9 * MIB)]
+
+        assert sampler.peak_between(10.0, 10.5) == 5 * MIB  # 9 MiB came after the window
+        assert sampler.peak_between(10.45, 10.5) == 2 * MIB  # no reading inside: the nearest
+        assert sampler.peak_between(10.55, 10.58) == 9 * MIB
+        assert TreeSampler().peak_between(0.0, 1.0) == 0
+
 
 class TestArithmetic:
     pytestmark = pytest.mark.unit
@@ -228,6 +237,13 @@ def test_a_daily_run_is_timed_from_its_own_record(tmp_path: Path) -> None:
     assert run.contacts.get("email sent", 0) > 0
     assert run.contacts.get("letter deferred", 0) > 0 and "letter sent" not in run.contacts
     assert run.dbt["nodes"] > 50 and run.dbt["partial_parse"] is False  # a first build
+    # each step's window comes from the record: in order, inside the wall time, as long as
+    # the step took
+    windows = [run.step_windows[step] for step in run.steps]
+    assert [start for start, _ in windows] == sorted(start for start, _ in windows)
+    assert all(end - start == pytest.approx(run.steps[step], abs=1e-3)
+               for step, (start, end) in run.step_windows.items())  # fmt: skip
+    assert windows[-1][1] - windows[0][0] < run.wall_s
     assert run.dbt["execution_s"] <= run.dbt["invocation_s"] <= run.steps["build"]
     assert (
         len(list((home / "outbox" / AS_OF.isoformat()).glob("*.eml"))) == run.contacts["email sent"]

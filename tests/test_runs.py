@@ -90,6 +90,25 @@ def test_a_run_killed_midway_is_interrupted_and_can_be_resumed(warehouse) -> Non
 
 
 @pytest.mark.unit
+def test_a_step_records_when_it_started_and_how_long_it_took() -> None:
+    record, _ = a_run("r")
+    before = dt.datetime.now(dt.UTC)
+    with record.step("ingest"):
+        pass
+    with pytest.raises(RuntimeError), record.step("gate_raw"):
+        raise RuntimeError("bad rows")
+    record.skip("build")
+
+    done, failed, skipped = record.steps
+    assert dt.datetime.fromisoformat(done.started_at) >= before.replace(microsecond=0)
+    assert dt.datetime.fromisoformat(failed.started_at) >= dt.datetime.fromisoformat(
+        done.started_at
+    )
+    assert (failed.status, skipped.status, skipped.started_at) == ("failed", "skipped", None)
+    assert record.summary_header()["steps"][0]["started_at"] == done.started_at
+
+
+@pytest.mark.unit
 def test_an_error_between_steps_fails_the_run_at_the_next_step() -> None:
     record, _ = a_run("r", done=("ingest", "gate_raw"))
     record.fail_between_steps(OSError("disk full"))

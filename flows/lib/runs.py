@@ -108,6 +108,7 @@ class StepRecord:
     step: str
     status: Literal["done", "failed", "skipped"]
     seconds: float = 0.0
+    started_at: str | None = None  # UTC, to the millisecond; None for a skipped step
 
 
 @dataclass
@@ -144,14 +145,17 @@ class RunRecord:
         """Time one step; a step that raises is the run's failed step."""
         faults.at_step(name)  # test-only: RECOUP_FAULT_KILL_AT=step:<name> (flows/lib/faults.py)
         started = time.perf_counter()
+        started_at = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
         try:
             yield
         except BaseException as error:
-            self.steps.append(StepRecord(name, "failed", round(time.perf_counter() - started, 3)))
+            seconds = round(time.perf_counter() - started, 3)
+            self.steps.append(StepRecord(name, "failed", seconds, started_at))
             self.status, self.failed_step = "failed", name
             self.error = f"{type(error).__name__}: {error}"[:2000]
             raise
-        self.steps.append(StepRecord(name, "done", round(time.perf_counter() - started, 3)))
+        seconds = round(time.perf_counter() - started, 3)
+        self.steps.append(StepRecord(name, "done", seconds, started_at))
         if self.on_step_done is not None:
             self.on_step_done()
 
