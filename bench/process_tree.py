@@ -4,8 +4,9 @@
 under `root` (by each process's parent pid in /proc/<pid>/stat) and adds up their VmRSS.
 The peak of that sum is kept per phase (`sampler.phase("full run")`), so one sampler covers
 the whole benchmark and each phase reports its own peak; every reading is kept with its time
-(`readings`), so the peak of any window (a step of a run) can be found afterwards. Pages shared between processes
-(libraries, copy-on-write after fork) count once per process: the sum is an upper bound.
+(`readings`), so the peak of any window (a step of a run) can be found afterwards. Pages
+shared between processes (libraries, copy-on-write after fork) count once per process: the
+sum is an upper bound.
 """
 
 from __future__ import annotations

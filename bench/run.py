@@ -104,7 +104,8 @@ class DailyRun:
         """The run's peak resident set, overall and within each step's window."""
         self.peak_rss_bytes = sampler.peak(phase)
         self.step_peak_rss_bytes = {
-            step: sampler.peak_between(start, end) for step, (start, end) in self.step_windows.items()
+            step: sampler.peak_between(start, end)
+            for step, (start, end) in self.step_windows.items()
         }
 
     @property
