@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import email
+import email.policy
 import random
 import re
+from collections.abc import Callable
 
 import pytest
 
@@ -161,3 +164,41 @@ def test_a_boundary_that_a_body_holds_is_not_used(monkeypatch: pytest.MonkeyPatc
 
     assert f'boundary="{taken}.1"' in written
     assert BOUNDARY.sub(b"B", written.encode()) == BOUNDARY.sub(b"B", package_bytes(message))
+
+
+REAL_LINK = "https://collections.acme-utilities.example/opt-out?ref=" + "0123456789abcdef" * 2
+
+
+@pytest.mark.parametrize("writer", [package_bytes, fast_bytes], ids=["package", "fast"])
+def test_the_opt_out_link_is_one_header_line_as_written(writer: Callable[..., bytes]) -> None:
+    # the package on its own would fold this 110-character line into RFC 2047 encoded words,
+    # which mail programs do not decode in List-Unsubscribe: one-click unsubscribe would break
+    written = writer(dataclasses.replace(BASE, opt_out_link=REAL_LINK))
+
+    headers = written.split(b"\n\n", 1)[0].decode("ascii")
+    assert f"\nList-Unsubscribe: <{REAL_LINK}>\nList-Unsubscribe-Post:" in headers
+    assert "=?" not in headers
+    parsed = email.message_from_bytes(written, policy=email.policy.default)
+    assert parsed["List-Unsubscribe"] == f"<{REAL_LINK}>"
+
+
+@pytest.mark.parametrize(
+    "link",
+    [
+        pytest.param(REAL_LINK, id="plain"),
+        pytest.param("https://x.example/o?r=a b", id="a space"),
+        pytest.param("https://exämple.example/o?r=1", id="non-ascii"),
+        pytest.param("https://x.example/o?r=<1>", id="angle brackets"),
+        pytest.param("https://x.example/o?r=" + "1" * 980, id="past a line's 998 characters"),
+    ],
+)
+def test_an_opt_out_link_of_any_kind_is_written_like_build_eml(link: str) -> None:
+    same_bytes(dataclasses.replace(BASE, opt_out_link=link))
+
+
+def test_a_line_break_in_the_opt_out_link_is_refused_by_both() -> None:
+    message = dataclasses.replace(BASE, opt_out_link="https://x.example/o\nBcc: x@example.com")
+    with pytest.raises(ValueError):
+        package_bytes(message)
+    with pytest.raises(ValueError):
+        fast_bytes(message)

@@ -35,6 +35,9 @@ _PLAIN_ADDRESS = re.compile(
 )
 _PLAIN_TEXT = re.compile(r"[!-~](?:[ -~]*[!-~])?")  # printable ASCII, no edge spaces
 _PLAIN_ID = re.compile(r"[A-Za-z0-9_-]+")
+# a link of printable ASCII with no space, angle bracket or comma: one token, never folded
+PLAIN_LINK = re.compile(r"[!-~]+")
+MAX_HEADER_LINE = 998  # RFC 5322 section 2.1.1: the limit a line must not pass
 
 
 def eml_bytes(
@@ -58,7 +61,7 @@ def eml_bytes(
         _text("Subject", message.subject),
         _line("Date", format_datetime(now.astimezone(dt.UTC))),
         _id_header("Message-ID", f"<{message.outbox_id}@recoup.outbox>", message.outbox_id),
-        _text("List-Unsubscribe", f"<{message.opt_out_link}>"),
+        list_unsubscribe(message.opt_out_link),
         _ONE_CLICK,
         _id_header("X-Recoup-Outbox-Id", message.outbox_id, message.outbox_id),
     ]
@@ -117,6 +120,29 @@ def _boundary(text: str) -> str:
 def folded(name: str, value: object) -> bytes:
     """One header as the email package writes it: parsed, then folded to lines."""
     return default_policy.fold_binary(name, default_policy.header_store_parse(name, value)[1])
+
+
+def list_unsubscribe(link: str) -> bytes:
+    """`List-Unsubscribe: <link>` on one line, as RFC 2369 wants it: a URL in angle brackets.
+
+    The package folds any header longer than 78 characters, and a value with no space to fold
+    at (every opt-out link with its 32-character id) it rewrites as RFC 2047 encoded words,
+    which RFC 2047 does not allow in this header and mail programs do not decode there: the
+    one-click unsubscribe would be lost. A plain link is written as it is (`build_eml` stores
+    it raw, the same bytes); anything else goes to the package."""
+    line = f"List-Unsubscribe: <{link}>"
+    if plain_link(link):
+        return f"{line}\n".encode("ascii")
+    return folded("List-Unsubscribe", f"<{link}>")
+
+
+def plain_link(link: str) -> bool:
+    """Printable ASCII without `<`, `>` or `,`, short enough for one header line."""
+    return (
+        PLAIN_LINK.fullmatch(link) is not None
+        and not any(mark in link for mark in "<>,")
+        and len("List-Unsubscribe: <>") + len(link) <= MAX_HEADER_LINE
+    )
 
 
 def _line(name: str, value: str) -> bytes:

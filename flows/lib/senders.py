@@ -46,7 +46,7 @@ from python_http_client.exceptions import HTTPError
 from sendgrid import SendGridAPIClient
 
 from flows.lib.config import EmailSettings, Settings
-from flows.lib.eml_writer import eml_bytes
+from flows.lib.eml_writer import eml_bytes, plain_link
 from flows.lib.file_batches import write_batch_atomically
 from flows.lib.messages import EmailMessage, SendAborted, SendResult, SendStatus
 from flows.lib.output_files import owner_only_folder
@@ -592,6 +592,10 @@ class OutboxSender:
         )
 
 
+# the default policy, except that a header stored raw (`set_raw`) is written as it is
+RAW_AS_WRITTEN = default_policy.clone(refold_source="none")
+
+
 def build_eml(
     message: EmailMessage,
     *,
@@ -602,7 +606,7 @@ def build_eml(
 ) -> MimeMessage:
     """The message as a MIME email: multipart/alternative, text/plain then text/html, UTF-8.
     OutboxSender writes the same bytes faster with flows/lib/eml_writer.py."""
-    eml = MimeMessage(policy=default_policy)
+    eml = MimeMessage(policy=RAW_AS_WRITTEN)
     eml["From"] = Address(display_name=from_name, addr_spec=from_address)
     eml["To"] = Address(display_name=message.to_name, addr_spec=message.to_address)
     if reply_to:
@@ -610,7 +614,11 @@ def build_eml(
     eml["Subject"] = message.subject
     eml["Date"] = now.astimezone(dt.UTC)
     eml["Message-ID"] = f"<{message.outbox_id}@recoup.outbox>"
-    eml["List-Unsubscribe"] = f"<{message.opt_out_link}>"
+    if plain_link(message.opt_out_link):
+        # as written, not folded into encoded words (eml_writer.list_unsubscribe says why)
+        eml.set_raw("List-Unsubscribe", f"<{message.opt_out_link}>")
+    else:
+        eml["List-Unsubscribe"] = f"<{message.opt_out_link}>"
     eml["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     eml["X-Recoup-Outbox-Id"] = message.outbox_id
     if message.send_at is not None:
