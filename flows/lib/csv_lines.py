@@ -9,9 +9,9 @@ parity of the count tells whether we are inside a quoted field).
 
 from __future__ import annotations
 
-import mmap
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -19,6 +19,10 @@ QUOTE = ord('"')
 NEWLINE = ord("\n")
 CARRIAGE_RETURN = ord("\r")
 UTF8_BOM = b"\xef\xbb\xbf"
+CHUNK_BYTES = 1 << 26  # 64 MiB a read
+_OFFSET_FIELDS = (
+    "newlines", "after_newline", "quotes", "before_quote", "after_quote",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -55,61 +59,114 @@ class RecordLines:
         return int(self.first_line[record_number - 1])
 
 
-def record_lines(path: Path) -> RecordLines:
-    """Index the records of the CSV file at `path`."""
+def record_lines(path: Path, *, chunk_bytes: int = CHUNK_BYTES) -> RecordLines:
+    """Index the records of the CSV file at `path`, reading it `chunk_bytes` at a time."""
     size = path.stat().st_size
     if size == 0:
         return RecordLines(np.array([1], dtype=np.int64), np.array([True]))
-    with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as view:
-        data = np.frombuffer(view, dtype=np.uint8)
-        try:
-            return _index(data)
-        finally:
-            del data  # release the buffer before the map closes
+    return _index(_scan(path, size, chunk_bytes))
 
 
-def _index(data: np.ndarray) -> RecordLines:
-    size = data.size
-    newlines = np.flatnonzero(data == NEWLINE)
-    quotes = np.flatnonzero(data == QUOTE)
-    quotes_before = np.searchsorted(quotes, newlines)
-    record_ends = newlines[quotes_before % 2 == 0]
-    starts = np.concatenate(([0], record_ends + 1))
-    ends = np.concatenate((record_ends, [size]))
-    if starts[-1] >= size:  # the file ends with a line break: no record after it
-        starts, ends = starts[:-1], ends[:-1]
-    first_line = np.searchsorted(newlines, starts) + 1
-    length = ends - starts
-    starts_with_cr = np.zeros(starts.size, dtype=bool)
-    has_byte = starts < size
-    starts_with_cr[has_byte] = data[starts[has_byte]] == CARRIAGE_RETURN
-    blank = (length == 0) | ((length == 1) & starts_with_cr)
-    bom = size >= 3 and bytes(data[:3]) == UTF8_BOM
-    if starts.size and bom:
+@dataclass(frozen=True)
+class _Scan:
+    """Where the line breaks and quotes of a file are, and the bytes next to them."""
+
+    size: int
+    head: bytes  # the first three bytes (a byte order mark?)
+    newlines: np.ndarray  # offsets of the line feeds
+    after_newline: np.ndarray  # the byte after each (0 past the end of the file)
+    quotes: np.ndarray  # offsets of the quote characters
+    before_quote: np.ndarray  # the byte before each (0 before the start of the file)
+    after_quote: np.ndarray  # the byte after each (0 past the end of the file)
+
+
+def _scan(path: Path, size: int, chunk_bytes: int) -> _Scan:
+    """One pass over the file in windows of `chunk_bytes` plus the byte on each side, into one
+    reused buffer: the memory is the window and the offsets found, whatever the file's size
+    (mapping the file and comparing it whole cost two to three times its size)."""
+    window_buffer = np.empty(chunk_bytes + 2, dtype=np.uint8)
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in _OFFSET_FIELDS}
+    with path.open("rb", buffering=0) as handle:
+        head = handle.read(len(UTF8_BOM))
+        for low in range(0, size, chunk_bytes):
+            start, stop = max(low - 1, 0), min(low + chunk_bytes + 1, size)
+            window = window_buffer[: stop - start]
+            handle.seek(start)
+            _read_into(handle, window)
+            core = low - start  # where the chunk begins in the window: 0 or 1
+            core_end = core + min(chunk_bytes, size - low)
+            for name, byte, before, after in (
+                ("newlines", NEWLINE, None, "after_newline"),
+                ("quotes", QUOTE, "before_quote", "after_quote"),
+            ):
+                found = np.flatnonzero(window[core:core_end] == byte) + core
+                parts[name].append(found + start)
+                if before is not None:
+                    parts[before].append(_byte_at(window, found - 1))
+                parts[after].append(_byte_at(window, found + 1))
+    return _Scan(size=size, head=head, **{name: np.concatenate(parts[name]) for name in parts})
+
+
+def _read_into(handle: BinaryIO, window: np.ndarray) -> None:
+    view, filled = memoryview(window), 0
+    while filled < window.size:
+        count = handle.readinto(view[filled:])
+        if not count:
+            raise OSError(f"{handle.name}: the file got shorter while it was read")
+        filled += count
+
+
+def _byte_at(window: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """window[positions], 0 where a position falls outside the window (the file's ends)."""
+    inside = (positions >= 0) & (positions < window.size)
+    values = np.zeros(positions.size, dtype=np.uint8)
+    values[inside] = window[positions[inside]]
+    return values
+
+
+def _index(scan: _Scan) -> RecordLines:
+    size, newlines, quotes = scan.size, scan.newlines, scan.quotes
+    if quotes.size:  # a line break ends a record after an even number of quotes
+        ends_record = np.flatnonzero(np.searchsorted(quotes, newlines) % 2 == 0)
+    else:
+        ends_record = np.arange(newlines.size)
+    # record i+1 starts after the line break ends_record[i], on the line after it; record 1
+    # starts the file
+    first_line = np.concatenate(([1], ends_record + 2))
+    first_bytes = np.concatenate(
+        (np.frombuffer(scan.head[:1], np.uint8), scan.after_newline[ends_record])
+    )
+    record_ends = newlines[ends_record]
+    del ends_record
+    length = np.diff(record_ends, prepend=-1, append=size) - 1  # bytes before the line break
+    del record_ends
+    if first_line.size > 1 and length[-1] == 0:  # the file ends with a line break
+        first_line, first_bytes, length = first_line[:-1], first_bytes[:-1], length[:-1]
+    blank = (length == 0) | ((length == 1) & (first_bytes == CARRIAGE_RETURN))
+    bom = scan.head == UTF8_BOM
+    if bom:
         blank[0] = length[0] == 3
     unterminated = None
     if quotes.size % 2 == 1:  # the last quoted field never closes
         unterminated = int(np.searchsorted(newlines, quotes[-1]) + 1)
     return RecordLines(
-        first_line.astype(np.int64),
+        first_line,
         blank,
-        quotes_well_placed=_quotes_well_placed(data, quotes, 3 if bom else 0),
+        quotes_well_placed=_quotes_well_placed(scan, 3 if bom else 0),
         unterminated_quote_line=unterminated,
     )
 
 
-def _quotes_well_placed(data: np.ndarray, quotes: np.ndarray, first_byte: int) -> bool:
+def _quotes_well_placed(scan: _Scan, first_byte: int) -> bool:
     """Opening quotes (even position in the sequence) follow a delimiter, a line break, the
     start of the file or the other half of a doubled quote; closing quotes (odd position)
     precede a delimiter, a line break, the end of the file or a doubled quote."""
-    if quotes.size == 0:
+    if scan.quotes.size == 0:
         return True
-    opening, closing = quotes[0::2], quotes[1::2]
-    before = np.where(opening > first_byte, data[np.maximum(opening - 1, 0)], ord(","))
+    opening = scan.quotes[0::2]
+    before = np.where(opening > first_byte, scan.before_quote[0::2], ord(","))
     opening_ok = np.isin(before, [ord(","), NEWLINE, QUOTE]) | (opening == first_byte)
-    after_index = closing + 1
-    inside = after_index < data.size
-    after = np.full(closing.size, ord(","), dtype=np.uint8)
-    after[inside] = data[after_index[inside]]
+    closing = scan.quotes[1::2]
+    after = np.where(closing + 1 < scan.size, scan.after_quote[1::2], ord(","))
     closing_ok = np.isin(after, [ord(","), NEWLINE, CARRIAGE_RETURN, QUOTE])
     return bool(opening_ok.all() and closing_ok.all())
