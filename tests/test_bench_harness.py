@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import duckdb
@@ -77,10 +78,14 @@ class TestProcessTree:
         assert sampler.overall == max(sampler.peaks.values())
 
     def test_a_childs_peak_leaves_out_what_the_root_holds(self) -> None:
-        """The bench keeps the memory generating the data took; a run's peak is its own."""
+        """The bench keeps the memory generating the data took; a run's peak is its own.
+        (The root may have other children, like a test session's Prefect server: compare
+        with a quiet phase, not with a fixed figure.)"""
+        held = bytearray(300 * MIB)  # the root's own, touched, so resident
         sampler = TreeSampler(interval=0.05).start()
         try:
-            held = bytearray(300 * MIB)  # the root's own, touched, so resident
+            with sampler.phase("quiet"):
+                time.sleep(0.3)
             with sampler.phase("child"):
                 subprocess.run(
                     [sys.executable, "-c",
@@ -90,11 +95,15 @@ class TestProcessTree:
         finally:
             sampler.stop()
 
+        quiet = sampler.peak("quiet", children_only=True)
         child = sampler.peak("child", children_only=True)
-        assert 95 * MIB <= child < 250 * MIB  # the child's 100 MiB and its interpreter
-        assert sampler.peak("child") >= child + 300 * MIB
+        assert child >= quiet + 95 * MIB  # the child's 100 MiB counted
+        # every reading: the tree is the root's own (300 MiB and more) plus the children
+        assert all(total - children >= 300 * MIB for _, total, children in sampler.readings)
         start, end = sampler.readings[0][0], sampler.readings[-1][0]
-        assert sampler.peak_between(start, end, children_only=True) == child
+        assert sampler.peak_between(start, end, children_only=True) == max(
+            children for _, _, children in sampler.readings
+        )
         assert len(held) == 300 * MIB
 
     def test_the_peak_of_a_window_is_its_highest_reading_or_the_nearest_one(self) -> None:
