@@ -68,15 +68,15 @@ def rss_bytes(pid: int, proc: Path = PROC) -> int:
     return 0
 
 
-def tree_rss_bytes(root: int, proc: Path = PROC) -> int:
-    """The resident memory of `root` and its descendants, added up."""
-    return sum(rss_bytes(pid, proc) for pid in descendants(root, parent_pids(proc)))
-
-
-def children_rss_bytes(root: int, proc: Path = PROC) -> tuple[int, int]:
+def split_tree_rss_bytes(root: int, proc: Path = PROC) -> tuple[int, int]:
     """The resident memory of `root` alone, and of its descendants added up."""
     others = descendants(root, parent_pids(proc)) - {root}
     return rss_bytes(root, proc), sum(rss_bytes(pid, proc) for pid in others)
+
+
+def tree_rss_bytes(root: int, proc: Path = PROC) -> int:
+    """The resident memory of `root` and its descendants, added up."""
+    return sum(split_tree_rss_bytes(root, proc))
 
 
 class TreeSampler:
@@ -106,7 +106,7 @@ class TreeSampler:
         self.sample()  # the last word, so a short phase is never left at zero
 
     def sample(self) -> int:
-        own, children = children_rss_bytes(self.root, self.proc)
+        own, children = split_tree_rss_bytes(self.root, self.proc)
         total = own + children
         taken = time.time()
         with self._lock:

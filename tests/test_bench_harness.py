@@ -16,9 +16,9 @@ import pytest
 from bench.increment import generate_increment
 from bench.process_tree import (
     TreeSampler,
-    children_rss_bytes,
     descendants,
     parent_pids,
+    split_tree_rss_bytes,
     tree_rss_bytes,
 )
 from bench.run import run_daily, scaling_per_10x, steps_and_contacts, targets_check
@@ -36,6 +36,12 @@ def fake_process(proc: Path, pid: int, parent: int, command: str, rss_kib: int) 
     folder.mkdir(parents=True)
     (folder / "stat").write_text(f"{pid} ({command}) S {parent} {pid} {pid} 0 -1\n")
     (folder / "status").write_text(f"Name:\t{command}\nVmRSS:\t  {rss_kib} kB\nThreads:\t1\n")
+
+
+def hold_in_child(mib: int) -> None:
+    """A child process that holds `mib` MiB (touched, so resident) for half a second."""
+    code = f"import time; block = bytearray({mib} * 1024 * 1024); time.sleep(0.5)"
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 class TestProcessTree:
@@ -57,7 +63,7 @@ class TestProcessTree:
         assert parent_pids(tmp_path)[102] == 101
         assert tree_rss_bytes(100, tmp_path) == (1000 + 2000 + 3000) * 1024
         assert tree_rss_bytes(101, tmp_path) == (2000 + 3000) * 1024
-        assert children_rss_bytes(100, tmp_path) == (1000 * 1024, (2000 + 3000) * 1024)
+        assert split_tree_rss_bytes(100, tmp_path) == (1000 * 1024, (2000 + 3000) * 1024)
 
     def test_a_child_process_counts_in_the_phase_it_ran_in(self) -> None:
         sampler = TreeSampler(interval=0.05).start()
@@ -65,12 +71,7 @@ class TestProcessTree:
             with sampler.phase("quiet"):
                 pass
             with sampler.phase("child"):
-                # a child that holds 200 MiB (touched, so resident) for half a second
-                subprocess.run(
-                    [sys.executable, "-c",
-                     "import time; block = bytearray(200 * 1024 * 1024); time.sleep(0.5)"],
-                    check=True,
-                )  # fmt: skip
+                hold_in_child(200)
         finally:
             sampler.stop()
 
@@ -87,11 +88,7 @@ class TestProcessTree:
             with sampler.phase("quiet"):
                 time.sleep(0.3)
             with sampler.phase("child"):
-                subprocess.run(
-                    [sys.executable, "-c",
-                     "import time; block = bytearray(100 * 1024 * 1024); time.sleep(0.5)"],
-                    check=True,
-                )  # fmt: skip
+                hold_in_child(100)
         finally:
             sampler.stop()
 

@@ -9,6 +9,7 @@ parity of the count tells whether we are inside a quoted field).
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -20,9 +21,6 @@ NEWLINE = ord("\n")
 CARRIAGE_RETURN = ord("\r")
 UTF8_BOM = b"\xef\xbb\xbf"
 CHUNK_BYTES = 1 << 26  # 64 MiB a read
-_OFFSET_FIELDS = (
-    "newlines", "after_newline", "quotes", "before_quote", "after_quote",
-)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -85,7 +83,7 @@ def _scan(path: Path, size: int, chunk_bytes: int) -> _Scan:
     reused buffer: the memory is the window and the offsets found, whatever the file's size
     (mapping the file and comparing it whole cost two to three times its size)."""
     window_buffer = np.empty(chunk_bytes + 2, dtype=np.uint8)
-    parts: dict[str, list[np.ndarray]] = {name: [] for name in _OFFSET_FIELDS}
+    parts: defaultdict[str, list[np.ndarray]] = defaultdict(list)  # _Scan's arrays, by window
     with path.open("rb", buffering=0) as handle:
         head = handle.read(len(UTF8_BOM))
         for low in range(0, size, chunk_bytes):
